@@ -1,0 +1,37 @@
+# What people type. The real build is CMake; this file only names the jobs.
+#   make run    install what is missing, build, generate a story with the default model
+#   make test   build (GCC, and clang-19 with ASan+UBSan and libFuzzer) and run every test
+#   make bench  benchmark on synthetic models of real shapes
+#   make build  leave the executable at build/bareflow
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+
+.PHONY: build run test bench image deps clean
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	@cmake -S . -B build -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
+	@cmake --build build -j $(JOBS)
+
+run: build
+	@scripts/run-default.sh
+
+build-san: deps
+	@cmake -S . -B build-san -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++-19 \
+	  -DCMAKE_C_COMPILER=clang-19 -DBAREFLOW_SANITIZE=ON -DBAREFLOW_FUZZ=ON >/dev/null
+	@cmake --build build-san -j $(JOBS)
+
+test: build build-san
+	cd build && ctest --output-on-failure -j $(JOBS)
+	cd build-san && ctest --output-on-failure -j $(JOBS)
+
+image: build
+	@cmake --build build -j $(JOBS) --target image
+
+bench: build
+	build/bareflow bench
+
+clean:
+	rm -rf build build-san

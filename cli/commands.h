@@ -1,0 +1,10 @@
+// The bareflow subcommands. Each returns the process exit status; errors are thrown as bf::Error
+// and reported by main() as one line with status 2.
+#pragma once
+
+namespace bf::cli {
+
+int cmd_generate(int argc, char** argv);
+int cmd_info(int argc, char** argv);
+
+}  // namespace bf::cli

@@ -1,0 +1,150 @@
+// bareflow generate: llama2.c run.c's generate loop and flags.
+#include <sys/stat.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <string>
+#include <vector>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "engine/model.h"
+#include "engine/sampler.h"
+#include "engine/tokenizer.h"
+#include "engine/transformer.h"
+
+namespace bf::cli {
+namespace {
+
+const char kUsage[] =
+    "usage: bareflow generate [MODEL] [options]\n"
+    "  MODEL, -m, --model PATH     llama2.c .bin (v0/v1/v2) or GGUF (v1-v3) model\n"
+    "                              default: stories15M.bin, else stories260K.bin, searched in\n"
+    "                              $BAREFLOW_MODELS, ./models, ../shared/models\n"
+    "  -z, --tokenizer PATH        llama2.c tokenizer.bin (default: the GGUF's own vocabulary, else\n"
+    "                              tokenizer.bin, or tok512.bin for 512-token models, beside the model)\n"
+    "  -i, --prompt TEXT           prompt (default: empty)\n"
+    "  -t, --temperature T         0 = greedy (default 1.0)\n"
+    "  -p, --top-p P               nucleus sampling in [0,1]; 0 or 1 = off (default 0.9)\n"
+    "  -s, --seed N                RNG seed (default: time)\n"
+    "  -n, --steps N               positions including the prompt; 0 = the context length (default 256)\n"
+    "  -h, --help\n"
+    "Text streams to stdout; achieved tok/s goes to stderr.\n";
+
+bool is_file(const std::string& p) {
+  struct stat st;
+  return stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+std::string dir_of(const std::string& p) {
+  const size_t slash = p.rfind('/');
+  return slash == std::string::npos ? "." : p.substr(0, slash);
+}
+
+// The default model: the first of the known names found on the search path.
+std::string find_default_model() {
+  std::vector<std::string> dirs;
+  if (const char* env = std::getenv("BAREFLOW_MODELS"); env && *env) dirs.push_back(env);
+  dirs.push_back("models");
+  dirs.push_back("../shared/models");
+  for (const char* name : {"stories15M.bin", "stories260K.bin"})
+    for (const std::string& d : dirs)
+      if (is_file(d + "/" + name)) return d + "/" + name;
+  fail("no model given and none found",
+       "looked for stories15M.bin and stories260K.bin in $BAREFLOW_MODELS, ./models and "
+       "../shared/models. Download https://huggingface.co/karpathy/tinyllamas/resolve/main/stories15M.bin "
+       "and https://github.com/karpathy/llama2.c/raw/master/tokenizer.bin into ./models, or pass a model path");
+}
+
+Tokenizer load_tokenizer(const Model& model, const std::string& tokenizer_path) {
+  if (!tokenizer_path.empty()) return Tokenizer::from_file(tokenizer_path, model.config.vocab_size);
+  if (model.vocab) return Tokenizer::from_vocab(*model.vocab);
+  const std::string guess =
+      dir_of(model.path) + (model.config.vocab_size == 512 ? "/tok512.bin" : "/tokenizer.bin");
+  if (!is_file(guess))
+    fail(model.path, "has no embedded tokenizer and " + guess + " does not exist; pass -z TOKENIZER");
+  return Tokenizer::from_file(guess, model.config.vocab_size);
+}
+
+}  // namespace
+
+int cmd_generate(int argc, char** argv) {
+  std::string model_path, tokenizer_path, prompt;
+  float temperature = 1.0f, topp = 0.9f;
+  uint64_t seed = 0;
+  long long steps = 256;
+  Args a{argc, argv};
+  while (!a.done()) {
+    const std::string f = a.next();
+    if (f == "-h" || f == "--help") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else if (f == "-m" || f == "--model") {
+      model_path = a.value(f);
+    } else if (f == "-z" || f == "--tokenizer") {
+      tokenizer_path = a.value(f);
+    } else if (f == "-i" || f == "--prompt") {
+      prompt = a.value(f);
+    } else if (f == "-t" || f == "--temperature") {
+      const double t = parse_double(f, a.value(f));
+      if (t < 0) fail(f, "temperature must be >= 0");
+      temperature = float(t);
+    } else if (f == "-p" || f == "--top-p") {
+      const double p = parse_double(f, a.value(f));
+      if (p < 0 || p > 1) fail(f, "top-p must be in [0, 1]");
+      topp = float(p);
+    } else if (f == "-s" || f == "--seed") {
+      seed = parse_u64(f, a.value(f));
+    } else if (f == "-n" || f == "--steps") {
+      steps = parse_int(f, a.value(f), 0, 1ll << 30);
+    } else if (!f.empty() && f[0] == '-') {
+      fail(f, "unknown flag (see bareflow generate --help)");
+    } else if (model_path.empty()) {
+      model_path = f;
+    } else {
+      fail(f, "unexpected argument: the model is already " + model_path);
+    }
+  }
+  if (model_path.empty()) model_path = find_default_model();
+  if (seed == 0) seed = uint64_t(std::time(nullptr));  // run.c: 0 means "from the clock"
+
+  const std::unique_ptr<Model> model = load_model(model_path);
+  const Config& c = model->config;
+  const Tokenizer tokenizer = load_tokenizer(*model, tokenizer_path);
+  if (steps == 0 || steps > c.seq_len) {
+    if (steps > c.seq_len)
+      std::fprintf(stderr, "bareflow: note: -n %lld exceeds the context length; using %d\n", steps, c.seq_len);
+    steps = c.seq_len;
+  }
+  const std::vector<int> tokens = tokenizer.encode(prompt, true, false, size_t(c.seq_len));
+
+  Transformer transformer(*model, reference_kernels());
+  Sampler sampler(c.vocab_size, temperature, topp, seed);
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point start;
+  int token = tokens[0];
+  int pos = 0;
+  while (pos < steps) {
+    float* logits = transformer.forward(token, pos);
+    // Feed the prompt, then sample.
+    const int next = pos + 1 < int(tokens.size()) ? tokens[size_t(pos) + 1] : sampler.sample(logits);
+    pos++;
+    if (next == tokenizer.bos() || next == tokenizer.eos()) break;
+    const std::string piece = tokenizer.decode(token, next);
+    std::fwrite(piece.data(), 1, piece.size(), stdout);
+    std::fflush(stdout);
+    token = next;
+    if (pos == 1) start = Clock::now();  // the first step includes warm-up; skip it, as run.c does
+  }
+  std::fputc('\n', stdout);
+  std::fflush(stdout);
+  if (pos > 1) {
+    const double secs = std::chrono::duration<double>(Clock::now() - start).count();
+    std::fprintf(stderr, "achieved tok/s: %f\n", secs > 0 ? double(pos - 1) / secs : 0.0);
+  }
+  return 0;
+}
+
+}  // namespace bf::cli

@@ -1,0 +1,59 @@
+// bareflow: the command-line entry point. Dispatches to the subcommands in cli/commands.h.
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <cstring>
+#include <new>
+#include <string>
+
+#include "cli/commands.h"
+#include "engine/error.h"
+
+namespace {
+
+struct Command {
+  const char* name;
+  int (*run)(int argc, char** argv);
+  const char* summary;
+};
+
+const Command kCommands[] = {
+    {"generate", bf::cli::cmd_generate, "generate text from a prompt (llama2.c run.c flags)"},
+    {"info", bf::cli::cmd_info, "describe a model file: format, shapes, tensor types, bytes per token"},
+};
+
+void usage(FILE* out) {
+  std::fprintf(out,
+               "usage: bareflow <command> [args]   (bareflow <command> --help for its flags)\n"
+               "       bareflow MODEL [generate flags]   same as bareflow generate MODEL ...\n\n"
+               "commands:\n");
+  for (const Command& c : kCommands) std::fprintf(out, "  %-10s %s\n", c.name, c.summary);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  const std::string cmd = argv[1];
+  if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+    usage(stdout);
+    return 0;
+  }
+  try {
+    for (const Command& c : kCommands)
+      if (cmd == c.name) return c.run(argc - 1, argv + 1);
+    struct stat st;
+    if (stat(argv[1], &st) == 0 && S_ISREG(st.st_mode)) return bf::cli::cmd_generate(argc, argv);
+    std::fprintf(stderr, "bareflow: unknown command '%s' (see bareflow --help)\n", argv[1]);
+    return 2;
+  } catch (const bf::Error& e) {
+    std::fprintf(stderr, "bareflow: %s\n", e.what());
+    return 2;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "bareflow: out of memory\n");
+    return 2;
+  }
+}

@@ -1,0 +1,98 @@
+#include "engine/model.h"
+
+#include <cstring>
+
+namespace bf {
+
+const char* format_name(ModelFormat f) {
+  switch (f) {
+    case ModelFormat::Llama2cV0: return "llama2.c v0 (legacy, fp32)";
+    case ModelFormat::Llama2cV1: return "llama2.c v1 (ak42, fp32)";
+    case ModelFormat::Llama2cV2: return "llama2.c v2 (ak42, Q8_0 groups)";
+    case ModelFormat::Gguf: return "GGUF";
+  }
+  return "?";
+}
+
+void validate_config(const std::string& path, const Config& c) {
+  // Bounds far above any llama-family model, low enough that sizes computed from them never
+  // overflow 64-bit arithmetic.
+  struct Field {
+    const char* name;
+    int value;
+    int max;
+  };
+  const Field fields[] = {
+      {"dim", c.dim, 1 << 16},          {"hidden_dim", c.hidden_dim, 1 << 18},
+      {"n_layers", c.n_layers, 1024},   {"n_heads", c.n_heads, 1024},
+      {"n_kv_heads", c.n_kv_heads, 1024}, {"vocab_size", c.vocab_size, 1 << 22},
+      {"seq_len", c.seq_len, 1 << 20},
+  };
+  for (const Field& f : fields) {
+    if (f.value <= 0) fail(path, std::string(f.name) + " must be positive, got " + std::to_string(f.value));
+    if (f.value > f.max)
+      fail(path, std::string(f.name) + " " + std::to_string(f.value) + " exceeds the limit " +
+                     std::to_string(f.max));
+  }
+  if (c.dim % c.n_heads != 0)
+    fail(path, "dim " + std::to_string(c.dim) + " is not divisible by n_heads " + std::to_string(c.n_heads));
+  if (c.n_heads % c.n_kv_heads != 0)
+    fail(path, "n_heads " + std::to_string(c.n_heads) + " is not divisible by n_kv_heads " +
+                   std::to_string(c.n_kv_heads));
+  if (c.head_size() % 2 != 0)
+    fail(path, "head size " + std::to_string(c.head_size()) + " is odd; RoPE needs pairs");
+  // The KV cache is 2 * n_layers * seq_len * kv_dim floats; refuse what no machine could hold.
+  const uint64_t kv_bytes = 8ull * uint64_t(c.n_layers) * uint64_t(c.seq_len) * uint64_t(c.kv_dim());
+  if (kv_bytes > (1ull << 38))
+    fail(path, "KV cache for seq_len " + std::to_string(c.seq_len) + " would need " +
+                   std::to_string(kv_bytes >> 30) + " GiB");
+  if (!(c.norm_eps > 0.0f && c.norm_eps < 1.0f))
+    fail(path, "RMS norm epsilon " + std::to_string(c.norm_eps) + " is out of range");
+  if (!(c.rope_theta > 1.0f && c.rope_theta < 1e12f))
+    fail(path, "RoPE base " + std::to_string(c.rope_theta) + " is out of range");
+}
+
+uint64_t Model::parameter_count() const {
+  const Config& c = config;
+  uint64_t n = uint64_t(c.vocab_size) * c.dim + c.dim;  // embedding, final norm
+  for (const LayerWeights& l : weights.layers) {
+    n += 2ull * c.dim;
+    for (const Matrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w1, &l.w2, &l.w3})
+      n += uint64_t(m->rows) * uint64_t(m->cols);
+  }
+  if (weights.classifier.data != weights.token_embedding.data)
+    n += uint64_t(weights.classifier.rows) * uint64_t(weights.classifier.cols);
+  return n;
+}
+
+uint64_t Model::bytes_per_token() const {
+  const Config& c = config;
+  const Matrix& e = weights.token_embedding;
+  uint64_t n = matrix_bytes(e) / uint64_t(e.rows);  // one embedding row
+  n += uint64_t(c.dim) * 4;                         // final norm
+  for (const LayerWeights& l : weights.layers) {
+    n += 2ull * c.dim * 4;
+    for (const Matrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w1, &l.w2, &l.w3}) n += matrix_bytes(*m);
+  }
+  return n + matrix_bytes(weights.classifier);
+}
+
+std::unique_ptr<Model> load_model(const std::string& name, MappedFile file) {
+  auto model = std::make_unique<Model>();
+  model->path = name;
+  model->file = std::move(file);
+  const uint8_t* p = model->file.data();
+  const size_t size = model->file.size();
+  if (size >= 4 && std::memcmp(p, "GGUF", 4) == 0) {
+    load_gguf(*model);
+  } else {
+    load_llama2c(*model);
+  }
+  return model;
+}
+
+std::unique_ptr<Model> load_model(const std::string& path) {
+  return load_model(path, MappedFile::open(path));
+}
+
+}  // namespace bf
