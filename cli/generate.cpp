@@ -131,7 +131,9 @@ int cmd_generate(int argc, char** argv) {
     // Feed the prompt, then sample.
     const int next = pos + 1 < int(tokens.size()) ? tokens[size_t(pos) + 1] : sampler.sample(logits);
     pos++;
-    if (next == tokenizer.bos() || next == tokenizer.eos()) break;
+    // run.c stops only at BOS (TinyStories models delimit stories with it) and prints EOS as text;
+    // GGUF vocabularies declare their EOS, and llama.cpp users expect generation to end there.
+    if (next == tokenizer.bos() || (model->vocab && next == tokenizer.eos())) break;
     const std::string piece = tokenizer.decode(token, next);
     std::fwrite(piece.data(), 1, piece.size(), stdout);
     std::fflush(stdout);

@@ -5,7 +5,13 @@
 
 namespace bf {
 
+const char* site_name(Site s) {
+  static const char* const names[kSiteCount] = {"wq", "wk", "wv", "wo", "w1", "w2", "w3", "classifier"};
+  return size_t(s) < kSiteCount ? names[size_t(s)] : "?";
+}
+
 Transformer::Transformer(const Model& model, const Kernels& kernels) : model_(model), k_(kernels) {
+  for (auto& fn : site_kernel_) fn.store(kernels.matvec, std::memory_order_relaxed);
   const Config& c = model.config;
   const size_t dim = size_t(c.dim), hidden = size_t(c.hidden_dim);
   x_.resize(dim);
@@ -24,14 +30,30 @@ Transformer::Transformer(const Model& model, const Kernels& kernels) : model_(mo
   xq_s_.resize(widest);
 }
 
-void Transformer::matvec(float* out, const Matrix& W, const float* x) {
+const Matrix& Transformer::site_matrix(Site s) const {
+  const Weights& w = model_.weights;
+  const LayerWeights& l = w.layers[0];
+  switch (s) {
+    case Site::Wq: return l.wq;
+    case Site::Wk: return l.wk;
+    case Site::Wv: return l.wv;
+    case Site::Wo: return l.wo;
+    case Site::W1: return l.w1;
+    case Site::W2: return l.w2;
+    case Site::W3: return l.w3;
+    default: return w.classifier;
+  }
+}
+
+void Transformer::matvec(Site s, float* out, const Matrix& W, const float* x) {
+  const MatvecFn fn = site_kernel_[size_t(s)].load(std::memory_order_acquire);
   if (!matrix_uses_quantized_activation(W)) {
-    k_.matvec(out, W, x, nullptr, 0, W.rows);
+    fn(out, W, x, nullptr, 0, W.rows);
     return;
   }
   QuantizedVector xq{xq_q_.data(), xq_s_.data(), W.cols, matrix_group(W)};
   k_.quantize(xq, x);
-  k_.matvec(out, W, x, &xq, 0, W.rows);
+  fn(out, W, x, &xq, 0, W.rows);
 }
 
 float* Transformer::forward(int token, int pos) {
@@ -53,29 +75,29 @@ float* Transformer::forward(int token, int pos) {
 
     // Attention: q, k, v of this position go straight into the cache.
     k_.rmsnorm(xb_.data(), x, lw.rms_att, dim, c.norm_eps);
-    matvec(q_.data(), lw.wq, xb_.data());
-    matvec(k, lw.wk, xb_.data());
-    matvec(v, lw.wv, xb_.data());
+    matvec(Site::Wq, q_.data(), lw.wq, xb_.data());
+    matvec(Site::Wk, k, lw.wk, xb_.data());
+    matvec(Site::Wv, v, lw.wv, xb_.data());
     k_.rope(q_.data(), k, pos, dim, kv_dim, head_size, c.rope_theta, c.rope_style);
     for (int h = 0; h < c.n_heads; h++) {
       const size_t kv_off = layer_off + size_t(h / kv_mul) * size_t(head_size);
       k_.attention(xb_.data() + h * head_size, att_.data(), q_.data() + h * head_size,
                    key_cache_.data() + kv_off, value_cache_.data() + kv_off, pos, head_size, kv_dim);
     }
-    matvec(xb2_.data(), lw.wo, xb_.data());
+    matvec(Site::Wo, xb2_.data(), lw.wo, xb_.data());
     for (int i = 0; i < dim; i++) x[i] += xb2_[size_t(i)];
 
     // Feed-forward: w2(silu(w1 x) * w3 x).
     k_.rmsnorm(xb_.data(), x, lw.rms_ffn, dim, c.norm_eps);
-    matvec(hb_.data(), lw.w1, xb_.data());
-    matvec(hb2_.data(), lw.w3, xb_.data());
+    matvec(Site::W1, hb_.data(), lw.w1, xb_.data());
+    matvec(Site::W3, hb2_.data(), lw.w3, xb_.data());
     k_.swiglu(hb_.data(), hb2_.data(), c.hidden_dim);
-    matvec(xb_.data(), lw.w2, hb_.data());
+    matvec(Site::W2, xb_.data(), lw.w2, hb_.data());
     for (int i = 0; i < dim; i++) x[i] += xb_[size_t(i)];
   }
 
   k_.rmsnorm(x, x, w.rms_final, dim, c.norm_eps);
-  matvec(logits_.data(), w.classifier, x);
+  matvec(Site::Classifier, logits_.data(), w.classifier, x);
   return logits_.data();
 }
 
