@@ -16,7 +16,7 @@ build: deps
 	@cmake --build build -j $(JOBS)
 
 run: build
-	@scripts/run-default.sh
+	@ARGS="$(ARGS)" scripts/run-default.sh
 
 build-san: deps
 	@cmake -S . -B build-san -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++-19 \

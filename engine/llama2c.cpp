@@ -111,13 +111,19 @@ void load_llama2c(Model& model) {
     // run.c's convention: a negative vocab size means the classifier is stored separately.
     shared_classifier = c.vocab_size > 0;
     if (c.vocab_size < 0 && c.vocab_size != INT32_MIN) c.vocab_size = -c.vocab_size;
-    if (c.dim <= 0 || c.n_layers <= 0 || c.n_heads <= 0)
-      fail(model.path, "unrecognized model file: no GGUF or ak42 magic, and not a llama2.c v0 header "
-                       "(dim " + std::to_string(c.dim) + ", n_layers " + std::to_string(c.n_layers) +
-                           ", n_heads " + std::to_string(c.n_heads) + ")");
     header = 28;
   }
-  validate_config(model.path, c);
+  if (model.format == ModelFormat::Llama2cV0) {
+    // A v0 file has no magic: any bytes parse as a header, so say what was assumed.
+    try {
+      validate_config(model.path, c);
+    } catch (const Error& e) {
+      const std::string why = std::string(e.what()).substr(model.path.size() + 2);
+      fail(model.path, "unrecognized model file (no GGUF or ak42 magic; as a llama2.c v0 header: " + why + ")");
+    }
+  } else {
+    validate_config(model.path, c);
+  }
 
   const int64_t dim = c.dim, hidden = c.hidden_dim, kv_dim = c.kv_dim(), vocab = c.vocab_size;
   const int L = c.n_layers;

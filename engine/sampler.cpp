@@ -59,8 +59,9 @@ int Sampler::sample_topp(const float* probs, float coin) {
     return best;
   }
   // run.c uses qsort, a stable merge sort in glibc: ties keep index order.
-  std::stable_sort(probindex_.begin(), probindex_.begin() + std::ptrdiff_t(n0),
-                   [](const ProbIndex& a, const ProbIndex& b) { return a.prob > b.prob; });
+  std::sort(probindex_.begin(), probindex_.begin() + std::ptrdiff_t(n0), [](const ProbIndex& a, const ProbIndex& b) {
+    return a.prob > b.prob || (a.prob == b.prob && a.index < b.index);
+  });
   float cumulative = 0.0f;
   size_t last = n0 - 1;
   for (size_t i = 0; i < n0; i++) {

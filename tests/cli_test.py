@@ -1,0 +1,239 @@
+#!/usr/bin/python3
+"""End-to-end tests of the bareflow command: golden text through every format, and bad input
+(corrupt model and tokenizer files, absurd shapes, bad flags), each of which must give exit
+status 2 and exactly one stderr line naming the problem.
+usage: cli_test.py BAREFLOW SHARED_MODELS_DIR DERIVED_MODELS_DIR"""
+import os
+import re
+import struct
+import subprocess
+import sys
+import tempfile
+
+BAREFLOW, SHARED, DERIVED = (os.path.abspath(a) for a in sys.argv[1:4])
+TMP = tempfile.mkdtemp(prefix="bareflow-cli-")
+failures = []
+
+
+def run(args, timeout=120):
+    return subprocess.run([BAREFLOW] + args, capture_output=True, timeout=timeout)
+
+
+def check(name, ok, detail=""):
+    print(("ok   " if ok else "FAIL ") + name + ("" if ok else ": " + detail))
+    if not ok:
+        failures.append(name)
+
+
+def golden_text():
+    """The golden run.c output, as printed in the models README (its fenced block, then newline)."""
+    readme = open(os.path.join(SHARED, "README.md"), encoding="utf-8").read()
+    block = readme.split("## Golden output", 1)[1].split("```\n", 1)[1].split("```", 1)[0]
+    return block.encode()
+
+
+def write(name, data):
+    path = os.path.join(TMP, name)
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def shared_bytes(name):
+    return open(os.path.join(SHARED, name), "rb").read()
+
+
+def gguf_tensor_infos(data):
+    """Offsets of each tensor info's fields in a GGUF v2/v3 file: {name: (dims_at, n_dims, type_at, offset_at)}."""
+    version = struct.unpack_from("<I", data, 4)[0]
+    assert version >= 2
+    n_tensors, n_kv = struct.unpack_from("<QQ", data, 8)
+    at = 24
+    kv = {}
+
+    def string(at):
+        n = struct.unpack_from("<Q", data, at)[0]
+        return data[at + 8:at + 8 + n], at + 8 + n
+
+    sizes = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+
+    def value(at, t):
+        if t in sizes:
+            return at + sizes[t]
+        if t == 8:
+            return string(at)[1]
+        et, n = struct.unpack_from("<IQ", data, at)
+        at += 12
+        for _ in range(n):
+            at = value(at, et)
+        return at
+
+    for _ in range(n_kv):
+        key, at = string(at)
+        t = struct.unpack_from("<I", data, at)[0]
+        kv[key.decode()] = (at + 4, t)
+        at = value(at + 4, t)
+    infos = {}
+    for _ in range(n_tensors):
+        name, at = string(at)
+        nd = struct.unpack_from("<I", data, at)[0]
+        infos[name.decode()] = (at + 4, nd, at + 4 + 8 * nd, at + 8 + 8 * nd)
+        at += 4 + 8 * nd + 12
+    return infos, kv
+
+
+def patched(data, at, fmt, value):
+    b = bytearray(data)
+    struct.pack_into(fmt, b, at, value)
+    return bytes(b)
+
+
+def test_golden():
+    golden = golden_text()
+    check("golden text is 465 bytes", len(golden) == 465, str(len(golden)))
+    tok = os.path.join(SHARED, "tok512.bin")
+    cases = [(os.path.join(SHARED, "stories260K.bin"), ["-z", tok]),
+             (os.path.join(SHARED, "stories260K-f32.gguf"), []),
+             (os.path.join(SHARED, "stories260K-f32.gguf"), ["-z", tok]),
+             (os.path.join(DERIVED, "v1.bin"), ["-z", tok]),
+             (os.path.join(DERIVED, "v0-unshared.bin"), ["-z", tok]),
+             (os.path.join(DERIVED, "hf-v3.gguf"), []),
+             (os.path.join(DERIVED, "f16-v3.gguf"), [])]
+    for model, extra in cases:
+        r = run(["generate", model] + extra + ["-t", "0", "-n", "200", "-i", "Once upon a time"])
+        check(f"golden text: {os.path.basename(model)} {' '.join(extra[:1])}",
+              r.returncode == 0 and r.stdout == golden, r.stdout[:80].decode(errors="replace"))
+        check(f"tok/s on stderr: {os.path.basename(model)}", re.search(rb"achieved tok/s: [0-9.]+", r.stderr) is not None)
+    # The llama2.c shorthand: the model as the first argument, long flags.
+    r = run([os.path.join(SHARED, "stories260K.bin"), "--tokenizer", tok, "--temperature", "0", "--steps", "200",
+             "--prompt", "Once upon a time"])
+    check("bareflow MODEL shorthand with long flags", r.stdout == golden)
+    # Quantized models: greedy decoding must follow the f32 path for the first sentences.
+    for model, extra, agree in [("stories260K-q8_0.gguf", [], 150), ("stories260K-q8_runq.bin", ["-z", tok], 150),
+                                (os.path.join(DERIVED, "q4_0-v3.gguf"), [], 60)]:
+        path = model if os.path.isabs(model) else os.path.join(SHARED, model)
+        r = run(["generate", path] + extra + ["-t", "0", "-n", "200", "-i", "Once upon a time"])
+        check(f"quantized {os.path.basename(path)} agrees with f32 for {agree} bytes and keeps going",
+              r.returncode == 0 and r.stdout[:agree] == golden[:agree] and len(r.stdout) > 300,
+              r.stdout[:agree].decode(errors="replace"))
+    r = run(["generate", os.path.join(SHARED, "llama-2-tiny-random.gguf"), "-t", "0", "-n", "30", "-i", "Hello"])
+    check("llama-2-tiny-random.gguf generates", r.returncode == 0 and r.stdout.startswith(b"Hello") and len(r.stdout) > 20)
+
+
+def test_info():
+    r = run(["info", os.path.join(SHARED, "stories260K-q8_0.gguf")])
+    out = r.stdout.decode()
+    for want in ["GGUF v2", "dim:             64", "n_kv_heads:      4", "parameters:      292800",
+                 "Q8_0", "bytes per token:", "tokenizer:       embedded"]:
+        check(f"info shows {want!r}", r.returncode == 0 and want in out, out)
+    r = run(["info", os.path.join(SHARED, "stories260K-q8_runq.bin")])
+    check("info on runq file", r.returncode == 0 and "llama2.c v2" in r.stdout.decode() and "group size 8" in r.stdout.decode())
+    for cmd in [["--help"], ["generate", "--help"], ["info", "--help"]]:
+        r = run(cmd)
+        check(f"{' '.join(cmd)} exits 0 with usage", r.returncode == 0 and b"usage" in r.stdout)
+    r = run(["generate", os.path.join(SHARED, "stories260K.bin"), "-z", os.path.join(SHARED, "tok512.bin"),
+             "-t", "0", "-n", "1000", "-i", "Once upon a time"])
+    check("steps beyond the context are clamped with a note",
+          r.returncode == 0 and b"-n 1000 exceeds the context length; using 512" in r.stderr, r.stderr.decode())
+
+
+def bad_input_cases():
+    m = shared_bytes("stories260K.bin")
+    tok = os.path.join(SHARED, "tok512.bin")
+    q8 = shared_bytes("stories260K-q8_0.gguf")
+    infos, kv = gguf_tensor_infos(q8)
+    ak42 = open(os.path.join(DERIVED, "v1.bin"), "rb").read()
+    v0 = lambda i, v: write(f"v0-field{i}-{v}.bin", patched(m, 4 * i, "<i", v))
+    v1 = lambda i, v: write(f"v1-field{i}-{v}.bin", patched(ak42, 8 + 4 * i, "<i", v))
+    gen = lambda path, *extra: ["generate", path, "-z", tok, "-n", "4"] + list(extra)
+    emb_len_at = kv["llama.embedding_length"][0]
+    arch_at = kv["general.architecture"][0]
+    os.makedirs(os.path.join(TMP, "a-directory"), exist_ok=True)
+    # (name, args, message fragment)
+    return [
+        ("missing model file", gen("/nonexistent/model.bin"), "/nonexistent/model.bin: cannot open: No such file"),
+        ("model is a directory", gen(os.path.join(TMP, "a-directory")), "not a regular file"),
+        ("empty model file", gen(write("empty.bin", b"")), "empty.bin: file is empty"),
+        ("tiny junk file", gen(write("junk10.bin", b"0123456789")), "too short for any supported format"),
+        ("wrong magic / garbage", gen(write("garbage.bin", bytes(range(256)) * 64)), "unrecognized model file"),
+        ("truncated v0 model", gen(write("trunc.bin", m[:100000])), "truncated"),
+        ("truncated v0 classifier", gen(write("trunc-cls.bin", patched(m, 20, "<i", -512))), "truncated: wcls"),
+        ("v0 zero hidden_dim", gen(v0(1, 0)), "hidden_dim must be positive, got 0"),
+        ("v0 negative seq_len", gen(v0(6, -5)), "seq_len must be positive, got -5"),
+        ("v0 heads do not divide dim", gen(v0(3, 7)), "dim 64 is not divisible by n_heads 7"),
+        ("v0 kv heads do not divide heads", gen(v0(4, 3)), "n_heads 8 is not divisible by n_kv_heads 3"),
+        ("v0 overflowing dim", gen(v0(0, 2**31 - 1)), "dim 2147483647 exceeds the limit"),
+        ("v0 absurd vocab", gen(v0(5, -2**31)), "vocab_size must be positive"),
+        ("v1 zero dim", gen(v1(0, 0)), "dim must be positive, got 0"),
+        ("v1 negative layers", gen(v1(2, -1)), "n_layers must be positive, got -1"),
+        ("v1 huge seq_len", gen(v1(6, 2**30)), "seq_len 1073741824 exceeds the limit"),
+        ("ak42 unsupported version", gen(write("v3.bin", patched(ak42, 4, "<i", 3))),
+         "unsupported llama2.c checkpoint version 3"),
+        ("ak42 bad shared flag", gen(write("shared7.bin", patched(ak42, 36, "<B", 7))), "shared_classifier flag is 7"),
+        ("v2 zero group size", gen(write("gs0.bin", patched(shared_bytes("stories260K-q8_runq.bin"), 37, "<i", 0))),
+         "group size 0 is out of range"),
+        ("GGUF unsupported version", gen(write("v4.gguf", patched(q8, 4, "<I", 4))), "unsupported GGUF version 4"),
+        ("GGUF big-endian", gen(write("be.gguf", patched(q8, 4, ">I", 3))), "big-endian GGUF is not supported"),
+        ("GGUF unsupported tensor type", gen(write("q4_1.gguf", patched(q8, infos["blk.0.attn_q.weight"][2], "<I", 3))),
+         "tensor blk.0.attn_q.weight has unsupported type 3"),
+        ("GGUF tensor data past end", gen(write("past.gguf", patched(q8, infos["output.weight"][3], "<Q", 1 << 20))),
+         "tensor output.weight data (offset 1048576"),
+        ("GGUF truncated data", gen(write("trunc.gguf", q8[:200000])), "lies past the end of the file"),
+        ("GGUF truncated header", gen(write("trunc-head.gguf", q8[:3000])), "truncated GGUF"),
+        ("GGUF zero dimension", gen(write("dim0.gguf", patched(q8, infos["blk.0.attn_q.weight"][0], "<Q", 0))),
+         "has dimension 0"),
+        ("GGUF wrong tensor shape", gen(write("shape.gguf", patched(q8, infos["blk.1.ffn_up.weight"][0], "<Q", 32))),
+         "tensor blk.1.ffn_up.weight has shape [32, 172], expected [64, 172]"),
+        ("GGUF zero embedding length", gen(write("emb0.gguf", patched(q8, emb_len_at, "<I", 0))),
+         "dim must be positive, got 0"),
+        ("GGUF other architecture", gen(write("gpt2.gguf", patched(q8, arch_at + 8, "<5s", b"gpt2x"))),
+         "unsupported architecture 'gpt2x'"),
+        ("GGUF absurd tensor count", gen(write("count.gguf", patched(q8, 8, "<Q", 1 << 40))), "tensor count"),
+        ("tokenizer vocabulary mismatch",
+         ["generate", os.path.join(SHARED, "stories260K.bin"), "-z", os.path.join(SHARED, "tokenizer.bin")],
+         "tokenizer has 32000 tokens but the model's vocabulary has 512"),
+        ("truncated tokenizer", ["generate", os.path.join(SHARED, "stories260K.bin"), "-z",
+                                 write("tok-trunc.bin", open(tok, "rb").read()[:3000])], "truncated tokenizer"),
+        ("tokenizer bad max length", ["generate", os.path.join(SHARED, "stories260K.bin"), "-z",
+                                      write("tok-max.bin", patched(open(tok, "rb").read(), 0, "<i", -4))],
+         "max_token_length -4 is out of range"),
+        ("missing tokenizer", ["generate", os.path.join(SHARED, "stories260K.bin"), "-z", "/nonexistent/tok.bin"],
+         "/nonexistent/tok.bin: cannot open"),
+        ("prompt longer than the context", gen(os.path.join(SHARED, "stories260K.bin"), "-i", "the end " * 600),
+         "longer than the context of 512 tokens"),
+        ("bad temperature", gen(os.path.join(SHARED, "stories260K.bin"), "-t", "abc"), "-t: 'abc' is not a number"),
+        ("negative temperature", gen(os.path.join(SHARED, "stories260K.bin"), "-t", "-1"), "temperature must be >= 0"),
+        ("top-p out of range", gen(os.path.join(SHARED, "stories260K.bin"), "-p", "1.5"), "top-p must be in [0, 1]"),
+        ("negative steps", gen(os.path.join(SHARED, "stories260K.bin"), "-n", "-3"), "-n: -3 is out of range"),
+        ("negative seed", gen(os.path.join(SHARED, "stories260K.bin"), "-s", "-1"), "not a non-negative integer"),
+        ("unknown flag", gen(os.path.join(SHARED, "stories260K.bin"), "--bogus"), "--bogus: unknown flag"),
+        ("flag without value", ["generate", os.path.join(SHARED, "stories260K.bin"), "-z"], "-z: missing value"),
+        ("two models", gen(os.path.join(SHARED, "stories260K.bin"), "other.bin"), "unexpected argument"),
+        ("unknown command", ["frobnicate"], "unknown command 'frobnicate'"),
+        ("info on a corrupt file", ["info", write("info-bad.gguf", q8[:3000])], "truncated GGUF"),
+        ("info without a model", ["info"], "missing MODEL"),
+    ]
+
+
+def test_bad_input():
+    for name, args, fragment in bad_input_cases():
+        r = run(args)
+        err = r.stderr.decode(errors="replace")
+        lines = err.splitlines()
+        ok = (r.returncode == 2 and len(lines) == 1 and lines[0].startswith("bareflow: ") and fragment in lines[0]
+              and r.stdout == b"")
+        check(f"bad input: {name}", ok, f"exit {r.returncode}, stderr {err!r}, want {fragment!r}")
+    r = run([])
+    check("no arguments: usage and exit 2", r.returncode == 2 and b"usage" in r.stderr)
+
+
+def main():
+    test_golden()
+    test_info()
+    test_bad_input()
+    print(f"{len(failures)} failures" if failures else "all CLI tests passed")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
