@@ -6,5 +6,7 @@ namespace bf::cli {
 
 int cmd_generate(int argc, char** argv);
 int cmd_info(int argc, char** argv);
+int cmd_bench(int argc, char** argv);
+int cmd_boot(int argc, char** argv);  // cli/boot.cpp (kernel/README.md)
 
 }  // namespace bf::cli

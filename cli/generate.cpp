@@ -1,6 +1,7 @@
 // bareflow generate: llama2.c run.c's generate loop and flags.
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -13,7 +14,11 @@
 #include "engine/model.h"
 #include "engine/sampler.h"
 #include "engine/tokenizer.h"
+#include "engine/threadpool.h"
 #include "engine/transformer.h"
+#include "kernels/dispatch.h"
+#include "jit/cli.h"
+#include "profile/site_profiler.h"
 
 namespace bf::cli {
 namespace {
@@ -30,6 +35,11 @@ const char kUsage[] =
     "  -p, --top-p P               nucleus sampling in [0,1]; 0 or 1 = off (default 0.9)\n"
     "  -s, --seed N                RNG seed (default: time)\n"
     "  -n, --steps N               positions including the prompt; 0 = the context length (default 256)\n"
+    "  -T, --threads N             threads splitting matmul rows (default: online cores; 1 creates none)\n"
+    "  --isa ISA                   kernels: scalar, avx2, avx512 or auto (default: auto = best supported)\n"
+    "  --no-prefill                feed the prompt token by token instead of as one batch\n"
+    "  --profile                   print per-call-site cycle counters at exit (stderr)\n"
+    "  --profile-json FILE         write them as JSON\n"
     "  -h, --help\n"
     "Text streams to stdout; achieved tok/s goes to stderr.\n";
 
@@ -75,11 +85,18 @@ int cmd_generate(int argc, char** argv) {
   float temperature = 1.0f, topp = 0.9f;
   uint64_t seed = 0;
   long long steps = 256;
+  bool profile = false;
+  std::string profile_json;
+  int threads = ThreadPool::default_threads();
+  Isa isa = best_isa();
+  bool prefill = true;
+  jit::Cli jit;
   Args a{argc, argv};
   while (!a.done()) {
     const std::string f = a.next();
     if (f == "-h" || f == "--help") {
       std::fputs(kUsage, stdout);
+      std::fputs(jit::kCliUsage, stdout);
       return 0;
     } else if (f == "-m" || f == "--model") {
       model_path = a.value(f);
@@ -99,6 +116,17 @@ int cmd_generate(int argc, char** argv) {
       seed = parse_u64(f, a.value(f));
     } else if (f == "-n" || f == "--steps") {
       steps = parse_int(f, a.value(f), 0, 1ll << 30);
+    } else if (f == "-T" || f == "--threads") {
+      threads = int(parse_int(f, a.value(f), 1, 256));
+    } else if (f == "--isa") {
+      isa = parse_isa(f, a.value(f));
+    } else if (f == "--no-prefill") {
+      prefill = false;
+    } else if (f == "--profile") {
+      profile = true;
+    } else if (f == "--profile-json") {
+      profile_json = a.value(f);
+    } else if (jit.parse(f, a)) {
     } else if (!f.empty() && f[0] == '-') {
       fail(f, "unknown flag (see bareflow generate --help)");
     } else if (model_path.empty()) {
@@ -120,14 +148,29 @@ int cmd_generate(int argc, char** argv) {
   }
   const std::vector<int> tokens = tokenizer.encode(prompt, true, false, size_t(c.seq_len));
 
-  Transformer transformer(*model, reference_kernels());
+  Transformer transformer(*model, kernels_for(isa), threads);
   Sampler sampler(c.vocab_size, temperature, topp, seed);
+  std::unique_ptr<prof::SiteProfiler> profiler;
+  if (profile || !profile_json.empty()) {
+    profiler = std::make_unique<prof::SiteProfiler>();
+    transformer.set_matvec_observer(profiler.get());
+  }
+  const std::unique_ptr<jit::Session> jit_session = jit.attach(transformer, profiler.get());
   using Clock = std::chrono::steady_clock;
   Clock::time_point start;
+  const Clock::time_point loop_start = Clock::now();
   int token = tokens[0];
   int pos = 0;
+  // Prompt positions whose logits are not needed run as one batch; the cache comes out identical.
+  const int batch = prefill ? int(std::min<long long>(steps, (long long)tokens.size() - 1)) : 0;
+  if (batch > 0) {
+    transformer.prefill(tokens.data(), batch, 0);
+    const double secs = std::chrono::duration<double>(Clock::now() - loop_start).count();
+    std::fprintf(stderr, "prefill tok/s: %f\n", secs > 0 ? batch / secs : 0.0);
+  }
+  const int first_timed = batch + 1;
   while (pos < steps) {
-    float* logits = transformer.forward(token, pos);
+    float* logits = pos < batch ? nullptr : transformer.forward(token, pos);
     // Feed the prompt, then sample.
     const int next = pos + 1 < int(tokens.size()) ? tokens[size_t(pos) + 1] : sampler.sample(logits);
     pos++;
@@ -138,13 +181,19 @@ int cmd_generate(int argc, char** argv) {
     std::fwrite(piece.data(), 1, piece.size(), stdout);
     std::fflush(stdout);
     token = next;
-    if (pos == 1) start = Clock::now();  // the first step includes warm-up; skip it, as run.c does
+    if (pos == first_timed) start = Clock::now();  // the first step includes warm-up; skip it, as run.c does
   }
   std::fputc('\n', stdout);
   std::fflush(stdout);
-  if (pos > 1) {
+  if (pos > first_timed) {
     const double secs = std::chrono::duration<double>(Clock::now() - start).count();
-    std::fprintf(stderr, "achieved tok/s: %f\n", secs > 0 ? double(pos - 1) / secs : 0.0);
+    std::fprintf(stderr, "achieved tok/s: %f\n", secs > 0 ? double(pos - first_timed) / secs : 0.0);
+  }
+  if (jit_session) jit_session->finish(stderr);
+  if (profiler) {
+    const double run_secs = std::chrono::duration<double>(Clock::now() - loop_start).count();
+    if (profile) profiler->profiler().print(stderr, run_secs);
+    if (!profile_json.empty()) profiler->profiler().write_json(profile_json, run_secs);
   }
   return 0;
 }

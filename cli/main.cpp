@@ -20,6 +20,8 @@ struct Command {
 const Command kCommands[] = {
     {"generate", bf::cli::cmd_generate, "generate text from a prompt (llama2.c run.c flags)"},
     {"info", bf::cli::cmd_info, "describe a model file: format, shapes, tensor types, bytes per token"},
+    {"bench", bf::cli::cmd_bench, "decode/prefill tok/s on synthetic models vs the measured memory roofline"},
+    {"boot", bf::cli::cmd_boot, "boot the BareFlow unikernel under QEMU and run bareflow ARGS inside it"},
 };
 
 void usage(FILE* out) {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "engine/model.h"
+#include "engine/threadpool.h"
 #include "kernels/kernels.h"
 
 namespace bf {
@@ -19,33 +20,65 @@ const char* site_name(Site s);
 
 using MatvecFn = decltype(Kernels::matvec);
 
+// Sees every matvec call once it returned: the profiler and the JIT's tier counters. `fn` is the
+// kernel that ran, `cycles` its cost in TSC ticks (profile/cycles.h). Called on the forward thread.
+class MatvecObserver {
+ public:
+  virtual void on_matvec(Site s, MatvecFn fn, float* out, const Matrix& W, const float* x,
+                         const QuantizedVector* xq, uint64_t cycles) = 0;
+
+ protected:
+  ~MatvecObserver() = default;
+};
+
 class Transformer {
  public:
-  Transformer(const Model& model, const Kernels& kernels);
+  // threads: matmul rows are split over a pool of that many (1: no thread is ever created).
+  Transformer(const Model& model, const Kernels& kernels, int threads = 1);
 
   // Replaces the matvec kernel of one call site; safe while another thread runs forward().
   void set_site_kernel(Site s, MatvecFn fn) { site_kernel_[size_t(s)].store(fn, std::memory_order_release); }
   // The matrix a site multiplies by (layer 0 for per-layer sites).
   const Matrix& site_matrix(Site s) const;
+  // Null (the default) costs one predictable branch per matvec.
+  void set_matvec_observer(MatvecObserver* o) { observer_ = o; }
 
   // Runs `token` at position `pos` (0 <= pos < seq_len) and returns the logits (vocab_size floats,
   // valid until the next call). Positions must be fed in order from 0.
   float* forward(int token, int pos);
+  // Runs tokens[0..n) at positions pos0.. as a batch (matrix-matrix products), filling the KV cache
+  // exactly as n forward() calls would, bit for bit, but without computing logits. Prompts go here.
+  void prefill(const int* tokens, int n, int pos0);
+  int threads() const { return pool_.size(); }
 
   const Config& config() const { return model_.config; }
 
  private:
   // out = W x, quantizing x first when W's kernel works on int8 activations.
   void matvec(Site s, float* out, const Matrix& W, const float* x);
+  // Splits W's rows over the pool: fn(out + r0, W, x, xq, r0, r1) per thread.
+  void split_rows(MatvecFn fn, float* out, const Matrix& W, const float* x, const QuantizedVector* xq);
+  // out[t*ldo ..] = W x[t*ldx ..] for t < n, with the batched kernel, rows split over the pool.
+  void matmul(float* out, int64_t ldo, const Matrix& W, const float* x, int64_t ldx, int n);
+  void prefill_chunk(const int* tokens, int n, int pos0);
+  // Attention of n tokens (positions pos0..) of one layer, all heads, split over the pool:
+  // out and q hold one row per token, ld floats apart.
+  void attend(float* out, const float* q, int64_t ld, int n, int pos0, size_t layer_off);
 
   const Model& model_;
   const Kernels& k_;
   std::array<std::atomic<MatvecFn>, kSiteCount> site_kernel_;
+  MatvecObserver* observer_ = nullptr;
   // Activations (run.c's RunState).
   std::vector<float> x_, xb_, xb2_, hb_, hb2_, q_, att_, logits_;
   std::vector<float> key_cache_, value_cache_;  // [layer][pos][kv_dim]
   std::vector<int8_t> xq_q_;
   std::vector<float> xq_s_;
+  ThreadPool pool_;
+  // Prefill batch buffers ([token][width]), allocated by the first prefill().
+  std::vector<float> bx_, bxb_, bxb2_, bq_, bhb_, bhb2_, bxq_s_;
+  std::vector<int8_t> bxq_q_;
+  std::vector<QuantizedVector> bxq_;
 };
 
 }  // namespace bf

@@ -86,6 +86,11 @@ struct Kernels {
   void (*swiglu)(float* hb, const float* hb2, int n);
   // out[0..cols) = row `row` of W, dequantized (embedding lookup).
   void (*dequantize_row)(float* out, const Matrix& W, int64_t row);
+  // Batched matvec (prefill): for t in [0, n), out[t*ldo + r - r0] = dot(W row r, x + t*ldx) for r
+  // in [r0, r1), xq[t] being token t's quantized activation as for matvec. Bit-identical to n
+  // matvec calls; faster because each block of weight rows is reused from cache for every token.
+  void (*matmul)(float* out, int64_t ldo, const Matrix& W, const float* x, int64_t ldx,
+                 const QuantizedVector* xq, int n, int64_t r0, int64_t r1);
 };
 
 const Kernels& reference_kernels();

@@ -274,12 +274,17 @@ void ref_dequantize_row(float* out, const Matrix& W, int64_t row) {
   for (int64_t j = 0; j < W.cols; j++) out[j] = element(W, row * W.cols + j);
 }
 
+void ref_matmul(float* out, int64_t ldo, const Matrix& W, const float* x, int64_t ldx,
+                const QuantizedVector* xq, int n, int64_t r0, int64_t r1) {
+  for (int t = 0; t < n; t++) ref_matvec(out + t * ldo, W, x + t * ldx, xq ? xq + t : nullptr, r0, r1);
+}
+
 }  // namespace
 
 const Kernels& reference_kernels() {
   static const Kernels k = {
       "scalar",     ref_matvec,    ref_quantize,   ref_rmsnorm,        ref_softmax,
-      ref_rope,     ref_attention, ref_swiglu,     ref_dequantize_row,
+      ref_rope,     ref_attention, ref_swiglu,     ref_dequantize_row, ref_matmul,
   };
   return k;
 }

@@ -1,0 +1,182 @@
+#include "bench/runner.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <memory>
+
+#include "engine/error.h"
+#include "engine/model.h"
+#include "engine/threadpool.h"
+#include "engine/transformer.h"
+
+namespace bf::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n == 0 ? 0.0 : n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Linux keeps a per-process peak RSS (VmHWM) that writing 5 to clear_refs resets to the current
+// RSS, so each row gets its own peak. Where that fails (not Linux) the peak is the process's.
+void reset_peak_rss() {
+  if (FILE* f = std::fopen("/proc/self/clear_refs", "w")) {
+    std::fputs("5", f);
+    std::fclose(f);
+  }
+}
+
+// The 1-minute load average: other work on the machine skews every figure, so each row records it.
+double load_average() {
+  double l = 0;
+  if (FILE* f = std::fopen("/proc/loadavg", "r")) {
+    if (std::fscanf(f, "%lf", &l) != 1) l = 0;
+    std::fclose(f);
+  }
+  return l;
+}
+
+double peak_rss_mb() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmHWM:", 0) == 0) return double(std::stoll(line.substr(6))) / 1024.0;  // kB
+  return 0.0;
+}
+
+}  // namespace
+
+double measure_bandwidth(Isa isa, int threads) {
+  constexpr size_t kBytes = size_t(1) << 30;
+  constexpr int kPasses = 5;
+  const size_t n = kBytes / sizeof(float);
+  std::unique_ptr<float[]> buf(new float[n]);
+  for (size_t i = 0; i < n; i++) buf[i] = float(i & 1023);  // touch every page
+  ThreadPool pool(threads);
+  struct Job {
+    Isa isa;
+    const float* p;
+    size_t n;
+    int parts;
+    float sums[256];
+  } job{isa, buf.get(), n, threads, {}};
+  double best = 0;
+  for (int pass = 0; pass < kPasses; pass++) {
+    const Clock::time_point t0 = Clock::now();
+    pool.run(
+        [](void* ctx, int i, int) {
+          Job& j = *static_cast<Job*>(ctx);
+          const size_t chunk = j.n / size_t(j.parts) / 64 * 64;
+          const size_t lo = chunk * size_t(i), hi = i + 1 == j.parts ? j.n : lo + chunk;
+          j.sums[i] = stream_sum(j.isa, j.p + lo, hi - lo);
+        },
+        &job, threads);
+    const double s = seconds_since(t0);
+    best = std::max(best, double(kBytes) / s / 1e9);
+  }
+  volatile float sink = job.sums[0];  // the sums must be computed
+  (void)sink;
+  return best;
+}
+
+std::vector<BenchResult> run_bench(const BenchOptions& o, FILE* log) {
+  std::vector<BenchResult> rows;
+  for (const auto& [shape_name, type] : o.models) {
+    const ModelShape& shape = find_shape("--model-shape", shape_name);
+    const std::string path = o.dir + "/bareflow-bench-" + std::to_string(getpid()) + "-" + shape.name + "-" +
+                             dtype_name(type) + ".gguf";
+    const Clock::time_point tw = Clock::now();
+    const uint64_t file_bytes = write_synthetic_gguf(path, shape, type, 42);
+    std::fprintf(log, "bench: wrote %s (%.0f MB) in %.1f s\n", path.c_str(), double(file_bytes) / 1e6,
+                 seconds_since(tw));
+    try {
+      const std::unique_ptr<Model> model = load_model(path);
+      const Config& c = model->config;
+      const int prompt = std::min(o.prompt, c.seq_len / 2);
+      const int decode = std::min(o.decode, c.seq_len - prompt);
+      std::vector<int> tokens(size_t(prompt + decode));
+      for (size_t i = 0; i < tokens.size(); i++) tokens[i] = int((i * 7919 + 13) % size_t(c.vocab_size));
+      for (int threads : o.threads) {
+        // Right before the row's runs: on a shared machine the bandwidth available changes.
+        const double bandwidth = measure_bandwidth(o.isa, threads);
+        std::fprintf(log, "bench: read bandwidth with %d thread(s): %.1f GB/s\n", threads, bandwidth);
+        reset_peak_rss();
+        Transformer tf(*model, kernels_for(o.isa), threads);
+        std::vector<double> dec, pre;
+        for (int run = 0; run <= o.runs; run++) {  // run 0 warms up (page faults on the mapping)
+          Clock::time_point t0 = Clock::now();
+          tf.prefill(tokens.data(), prompt, 0);
+          const double tp = seconds_since(t0);
+          t0 = Clock::now();
+          for (int i = 0; i < decode; i++) tf.forward(tokens[size_t(prompt + i)], prompt + i);
+          const double td = seconds_since(t0);
+          if (run == 0) continue;
+          pre.push_back(prompt / tp);
+          dec.push_back(decode / td);
+        }
+        BenchResult r;
+        r.shape = shape.name;
+        r.format = type;
+        r.threads = threads;
+        r.isa = isa_name(o.isa);
+        r.decode_tok_s = median(dec);
+        r.prefill_tok_s = median(pre);
+        r.bytes_per_token = model->bytes_per_token();
+        r.bandwidth_gb_s = bandwidth;
+        r.roofline_tok_s = r.bandwidth_gb_s * 1e9 / double(r.bytes_per_token);
+        r.pct_roofline = 100.0 * r.decode_tok_s / r.roofline_tok_s;
+        r.peak_rss_mb = peak_rss_mb();
+        r.load_avg = load_average();
+        r.weights_mb = double(file_bytes) / (1 << 20);
+        r.kv_cache_mb = 8.0 * c.n_layers * c.seq_len * c.kv_dim() / (1 << 20);
+        std::fprintf(log, "bench: %s %s %d thread(s): decode %.1f tok/s (%.0f%% of roofline), prefill %.1f tok/s\n",
+                     r.shape.c_str(), dtype_name(type), threads, r.decode_tok_s, r.pct_roofline, r.prefill_tok_s);
+        rows.push_back(r);
+      }
+    } catch (...) {
+      std::remove(path.c_str());
+      throw;
+    }
+    std::remove(path.c_str());
+  }
+  return rows;
+}
+
+void print_table(FILE* out, const std::vector<BenchResult>& rows) {
+  std::fprintf(out, "| shape | format | threads | isa | decode tok/s | prefill tok/s | MB/token | GB/s | roofline tok/s | %% roofline | peak RSS MB | weights+KV MB | load |\n");
+  std::fprintf(out, "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+  for (const BenchResult& r : rows)
+    std::fprintf(out, "| %s | %s | %d | %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.0f%% | %.0f | %.0f | %.1f |\n",
+                 r.shape.c_str(), dtype_name(r.format), r.threads, r.isa.c_str(), r.decode_tok_s,
+                 r.prefill_tok_s, double(r.bytes_per_token) / 1e6, r.bandwidth_gb_s, r.roofline_tok_s,
+                 r.pct_roofline, r.peak_rss_mb, r.weights_mb + r.kv_cache_mb, r.load_avg);
+}
+
+void print_json(FILE* out, const std::vector<BenchResult>& rows) {
+  std::fputs("[", out);
+  for (size_t i = 0; i < rows.size(); i++) {
+    const BenchResult& r = rows[i];
+    std::fprintf(out,
+                 "%s\n  {\"shape\": \"%s\", \"format\": \"%s\", \"threads\": %d, \"isa\": \"%s\", "
+                 "\"decode_tok_s\": %.3f, \"prefill_tok_s\": %.3f, \"bytes_per_token\": %llu, "
+                 "\"bandwidth_gb_s\": %.3f, \"roofline_tok_s\": %.3f, \"pct_roofline\": %.2f, "
+                 "\"peak_rss_mb\": %.1f, \"weights_mb\": %.1f, \"kv_cache_mb\": %.1f, \"load_avg\": %.2f}",
+                 i ? "," : "", r.shape.c_str(), dtype_name(r.format), r.threads, r.isa.c_str(), r.decode_tok_s,
+                 r.prefill_tok_s, (unsigned long long)r.bytes_per_token, r.bandwidth_gb_s, r.roofline_tok_s,
+                 r.pct_roofline, r.peak_rss_mb, r.weights_mb, r.kv_cache_mb, r.load_avg);
+  }
+  std::fputs(rows.empty() ? "]\n" : "\n]\n", out);
+}
+
+}  // namespace bf::bench

@@ -1,0 +1,49 @@
+// bareflow bench: decode and prefill speed on synthetic models of real shapes, against the
+// machine's read bandwidth measured in the same run (the roofline of memory-bound decode).
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "bench/synthetic.h"
+#include "kernels/dispatch.h"
+
+namespace bf::bench {
+
+struct BenchOptions {
+  std::vector<std::pair<std::string, DType>> models;  // (shape name, weight type)
+  std::vector<int> threads;
+  Isa isa = Isa::Scalar;
+  int runs = 5;           // timed runs per row; the median is reported
+  int prompt = 128;       // prefill tokens per run
+  int decode = 32;        // decode tokens per run
+  std::string dir;        // where synthetic model files are written (and deleted)
+};
+
+struct BenchResult {
+  std::string shape;
+  DType format = DType::F32;
+  int threads = 1;
+  std::string isa;
+  double decode_tok_s = 0, prefill_tok_s = 0;
+  uint64_t bytes_per_token = 0;
+  double bandwidth_gb_s = 0, roofline_tok_s = 0, pct_roofline = 0;
+  double peak_rss_mb = 0, weights_mb = 0, kv_cache_mb = 0;
+  double load_avg = 0;  // 1-minute load average when the row finished (other work skews figures)
+};
+
+// Streaming-read bandwidth in GB/s (10^9 bytes/s) with `threads` threads over a 1 GiB buffer: the
+// best of several passes, each thread summing its slice with the ISA's widest loads.
+double measure_bandwidth(Isa isa, int threads);
+
+// Runs every (model, threads) combination, measuring the bandwidth right before each; progress
+// lines go to `log`.
+std::vector<BenchResult> run_bench(const BenchOptions& o, FILE* log);
+
+void print_table(FILE* out, const std::vector<BenchResult>& rows);
+void print_json(FILE* out, const std::vector<BenchResult>& rows);
+
+}  // namespace bf::bench

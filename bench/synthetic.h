@@ -1,0 +1,29 @@
+// Synthetic models of real shapes with deterministic random weights, written as GGUF v3 files so
+// that benchmarks load them through the normal loader (mmap included). Speed does not depend on
+// the weights' values; the files are never committed, and the bench deletes them after use.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kernels/kernels.h"
+
+namespace bf::bench {
+
+struct ModelShape {
+  std::string name;
+  int dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len;
+  bool shared_classifier;  // llama2.c stories models share the embedding; TinyLlama does not
+};
+
+// stories15M, stories42M, stories110M, tinyllama-1.1b.
+const std::vector<ModelShape>& known_shapes();
+// Throws bf::Error naming `flag` for an unknown name.
+const ModelShape& find_shape(const std::string& flag, const std::string& name);
+
+// Writes `path`: every matrix in `type` (F32, F16, Q8_0 or Q4_0), norms in F32. Same seed, same
+// bytes. Returns the file size.
+uint64_t write_synthetic_gguf(const std::string& path, const ModelShape& shape, DType type, uint64_t seed);
+
+}  // namespace bf::bench

@@ -1,0 +1,111 @@
+// bareflow bench: see bench/runner.h.
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "bench/runner.h"
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "engine/threadpool.h"
+
+namespace bf::cli {
+namespace {
+
+const char kUsage[] =
+    "usage: bareflow bench [options]\n"
+    "Writes synthetic models of real shapes (deterministic random weights) to a temporary directory,\n"
+    "loads them with the normal loader, and reports decode and prefill tok/s against the read\n"
+    "bandwidth measured in the same run. Default set: stories15M and stories110M in F32, Q8_0 and\n"
+    "Q4_0, and tinyllama-1.1b in Q8_0 and Q4_0.\n"
+    "  --model-shape LIST   stories15M,stories42M,stories110M,tinyllama-1.1b\n"
+    "                       (with --format only: stories15M,stories110M)\n"
+    "  --format LIST        f32,f16,q8_0,q4_0 (with --model-shape only: f32,q8_0,q4_0)\n"
+    "  -T, --threads LIST   thread counts (default: online cores)\n"
+    "  --isa ISA            scalar, avx2, avx512 or auto (default: auto)\n"
+    "  --runs N             timed runs per row, median reported (default 5)\n"
+    "  --prompt N           prefill tokens per run (default 128)\n"
+    "  --decode N           decode tokens per run (default 32)\n"
+    "  --dir DIR            where the model files go (default: $TMPDIR, else /tmp)\n"
+    "  --json               print one JSON array on stdout instead of the table\n"
+    "  -h, --help\n";
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  for (std::string item; std::getline(in, item, ',');)
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+DType parse_format(const std::string& flag, const std::string& s) {
+  if (s == "f32" || s == "F32") return DType::F32;
+  if (s == "f16" || s == "F16") return DType::F16;
+  if (s == "q8_0" || s == "Q8_0") return DType::Q8_0;
+  if (s == "q4_0" || s == "Q4_0") return DType::Q4_0;
+  fail(flag, "'" + s + "' is not one of f32, f16, q8_0, q4_0");
+}
+
+}  // namespace
+
+int cmd_bench(int argc, char** argv) {
+  bench::BenchOptions o;
+  o.isa = best_isa();
+  std::vector<std::string> shapes;
+  std::vector<DType> formats;
+  bool json = false;
+  const char* tmp = std::getenv("TMPDIR");
+  o.dir = tmp && *tmp ? tmp : "/tmp";
+  Args a{argc, argv};
+  while (!a.done()) {
+    const std::string f = a.next();
+    if (f == "-h" || f == "--help") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else if (f == "--model-shape") {
+      for (const std::string& s : split_list(a.value(f))) shapes.push_back(bench::find_shape(f, s).name);
+      if (shapes.empty()) fail(f, "empty list");
+    } else if (f == "--format") {
+      for (const std::string& s : split_list(a.value(f))) formats.push_back(parse_format(f, s));
+      if (formats.empty()) fail(f, "empty list");
+    } else if (f == "-T" || f == "--threads") {
+      for (const std::string& s : split_list(a.value(f))) o.threads.push_back(int(parse_int(f, s, 1, 256)));
+      if (o.threads.empty()) fail(f, "empty list");
+    } else if (f == "--isa") {
+      o.isa = parse_isa(f, a.value(f));
+    } else if (f == "--runs") {
+      o.runs = int(parse_int(f, a.value(f), 1, 1000));
+    } else if (f == "--prompt") {
+      o.prompt = int(parse_int(f, a.value(f), 1, 4096));
+    } else if (f == "--decode") {
+      o.decode = int(parse_int(f, a.value(f), 1, 4096));
+    } else if (f == "--dir") {
+      o.dir = a.value(f);
+    } else if (f == "--json") {
+      json = true;
+    } else {
+      fail(f, "unknown flag (see bareflow bench --help)");
+    }
+  }
+  if (o.threads.empty()) o.threads.push_back(ThreadPool::default_threads());
+  if (shapes.empty() && formats.empty()) {
+    for (const char* s : {"stories15M", "stories110M"})
+      for (DType t : {DType::F32, DType::Q8_0, DType::Q4_0}) o.models.emplace_back(s, t);
+    for (DType t : {DType::Q8_0, DType::Q4_0}) o.models.emplace_back("tinyllama-1.1b", t);
+  } else {
+    if (shapes.empty()) shapes = {"stories15M", "stories110M"};
+    if (formats.empty()) formats = {DType::F32, DType::Q8_0, DType::Q4_0};
+    for (const std::string& s : shapes)
+      for (DType t : formats) o.models.emplace_back(s, t);
+  }
+  const std::vector<bench::BenchResult> rows = bench::run_bench(o, stderr);
+  if (json) {
+    bench::print_json(stdout, rows);
+  } else {
+    bench::print_table(stdout, rows);
+  }
+  return 0;
+}
+
+}  // namespace bf::cli

@@ -1,0 +1,302 @@
+#include "jit/compiler.h"
+
+#include <chrono>
+#include <cstring>
+#include <utility>
+
+#include "llvm/Bitcode/BitcodeReader.h"
+#include "llvm/ExecutionEngine/ExecutionEngine.h"
+#include "llvm/ExecutionEngine/GenericValue.h"
+#include "llvm/ExecutionEngine/Interpreter.h"  // links the interpreter in
+#include "llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h"
+#include "llvm/ExecutionEngine/Orc/LLJIT.h"
+#include "llvm/ExecutionEngine/Orc/ObjectTransformLayer.h"
+#include "llvm/ExecutionEngine/Orc/ThreadSafeModule.h"
+#include "llvm/IR/Constants.h"
+#include "llvm/IR/IRBuilder.h"
+#include "llvm/IR/InstIterator.h"
+#include "llvm/IR/LLVMContext.h"
+#include "llvm/IR/Module.h"
+#include "llvm/Object/ObjectFile.h"
+#include "llvm/Passes/PassBuilder.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/TargetSelect.h"
+#include "llvm/Target/TargetMachine.h"
+#include "llvm/Transforms/IPO/GlobalDCE.h"
+#include "llvm/Transforms/Utils/Mem2Reg.h"
+
+// jit/bitcode_blob.cpp
+extern "C" const char bf_kernels_bc_start[], bf_kernels_bc_end[];
+
+namespace bf::jit {
+
+using namespace llvm;
+
+size_t kernel_bitcode_size() { return size_t(bf_kernels_bc_end - bf_kernels_bc_start); }
+
+namespace {
+
+llvm::Error err(const std::string& msg) { return make_error<StringError>(msg, inconvertibleErrorCode()); }
+
+struct InterpSlot {
+  std::mutex mu;  // the interpreter is not reentrant; row ranges may arrive from several threads
+  std::unique_ptr<LLVMContext> ctx;
+  std::unique_ptr<ExecutionEngine> ee;  // owns the module; declared after ctx, destroyed before it
+  Function* fn = nullptr;
+};
+InterpSlot g_slots[kInterpSlots];
+
+// The interpreter only calls functions through runFunction() with GenericValue arguments.
+template <size_t I>
+void interp_trampoline(float* out, const Matrix& W, const float* x, const QuantizedVector* xq, int64_t r0,
+                       int64_t r1) {
+  InterpSlot& s = g_slots[I];
+  std::lock_guard<std::mutex> lock(s.mu);
+  GenericValue args[6];
+  args[0] = PTOGV(out);
+  args[1] = PTOGV(const_cast<Matrix*>(&W));
+  args[2] = PTOGV(const_cast<float*>(x));
+  args[3] = PTOGV(const_cast<QuantizedVector*>(xq));
+  args[4].IntVal = APInt(64, uint64_t(r0));
+  args[5].IntVal = APInt(64, uint64_t(r1));
+  s.ee->runFunction(s.fn, args);
+}
+
+template <size_t... I>
+constexpr std::array<MatvecFn, kInterpSlots> make_trampolines(std::index_sequence<I...>) {
+  return {interp_trampoline<I>...};
+}
+constexpr std::array<MatvecFn, kInterpSlots> kTrampolines = make_trampolines(std::make_index_sequence<kInterpSlots>{});
+
+CodeGenOptLevel codegen_level(Tier t) {
+  switch (t) {
+    case Tier::O0: return CodeGenOptLevel::None;
+    case Tier::O1: return CodeGenOptLevel::Less;
+    case Tier::O2: return CodeGenOptLevel::Default;
+    default: return CodeGenOptLevel::Aggressive;
+  }
+}
+
+OptimizationLevel opt_level(Tier t) {
+  switch (t) {
+    case Tier::O1: return OptimizationLevel::O1;
+    case Tier::O2: return OptimizationLevel::O2;
+    case Tier::O3: return OptimizationLevel::O3;
+    default: return OptimizationLevel::O0;
+  }
+}
+
+// Parses the embedded bitcode and bakes W's type and shape into it; the entry becomes `name` and
+// everything else internal, so that unused reference kernels are dropped and the rest inlined.
+// With F16C, half -> float is one instruction (vcvtph2ps) instead of the reference's bit
+// manipulation; the value is the same for every input but signaling NaNs (made quiet), which
+// verification over the whole matrix would catch.
+void use_hardware_fp16(Module& M) {
+  Function* f = M.getFunction("_ZN2bf11fp16_to_f32Et");
+  if (!f || f->isDeclaration()) return;
+  f->deleteBody();
+  IRBuilder<> b(BasicBlock::Create(M.getContext(), "", f));
+  b.CreateRet(b.CreateFPExt(b.CreateBitCast(f->getArg(0), b.getHalfTy()), b.getFloatTy()));
+}
+
+void allow_reassociation(Module& M) {
+  for (Function& F : M)
+    for (Instruction& I : instructions(F))
+      if (isa<FPMathOperator>(I) && (I.getOpcode() == Instruction::FAdd || I.getOpcode() == Instruction::FMul)) {
+        I.setHasAllowReassoc(true);
+        I.setHasAllowContract(true);
+      }
+}
+
+Expected<std::unique_ptr<Module>> specialize(LLVMContext& ctx, const Matrix& W, const std::string& name,
+                                             bool reassoc, bool corrupt, bool interp, const std::string& cpu,
+                                             const std::string& features) {
+  std::unique_ptr<MemoryBuffer> buf = MemoryBuffer::getMemBuffer(
+      StringRef(bf_kernels_bc_start, kernel_bitcode_size()), "kernels.bc", /*RequiresNullTerminator=*/false);
+  Expected<std::unique_ptr<Module>> m = parseBitcodeFile(buf->getMemBufferRef(), ctx);
+  if (!m) return m.takeError();
+  Module& M = **m;
+  const bool host_avx2 = features.find("+avx2") != std::string::npos;
+  const std::pair<const char*, uint64_t> constants[] = {
+      {"bf_spec_type", uint64_t(W.type)},
+      {"bf_spec_group", uint64_t(W.group)},
+      {"bf_spec_rows", uint64_t(W.rows)},
+      {"bf_spec_cols", uint64_t(corrupt ? W.cols - 1 : W.cols)},
+      {"bf_spec_vector", !interp && host_avx2 ? 1u : 0u},  // the interpreter runs scalar IR only
+  };
+  for (const auto& [gname, value] : constants) {
+    GlobalVariable* g = M.getGlobalVariable(gname);
+    if (!g) return err(std::string("kernel bitcode has no ") + gname);
+    g->setInitializer(ConstantInt::get(g->getValueType(), value));
+    g->setLinkage(GlobalValue::InternalLinkage);
+    g->setConstant(true);
+  }
+  if (!interp && features.find("+f16c") != std::string::npos) use_hardware_fp16(M);
+  if (reassoc) allow_reassociation(M);
+  Function* entry = M.getFunction("bf_jit_matvec");
+  if (!entry) return err("kernel bitcode has no bf_jit_matvec");
+  entry->setName(name);
+  for (Function& F : M) {
+    if (F.isDeclaration()) continue;
+    if (&F != entry) {
+      F.setLinkage(GlobalValue::InternalLinkage);
+      F.setComdat(nullptr);
+      // Everything inlined into the entry, so that the constants reach every loop.
+      F.removeFnAttr(Attribute::NoInline);
+      F.addFnAttr(Attribute::AlwaysInline);
+    }
+    // Replaces clang's generic x86-64 target: the code is for this CPU. Functions the source
+    // marked target("avx2") keep their features (they only run when bf_spec_vector says so).
+    F.addFnAttr("target-cpu", cpu);
+    F.addFnAttr("tune-cpu", cpu);
+    if (F.getFnAttribute("target-features").getValueAsString().contains("+avx2") && !host_avx2) continue;
+    F.addFnAttr("target-features", features);
+  }
+  for (GlobalVariable& G : M.globals()) {
+    if (G.isDeclaration() || G.hasLocalLinkage()) continue;
+    G.setLinkage(GlobalValue::InternalLinkage);
+    G.setComdat(nullptr);
+  }
+  return std::move(*m);
+}
+
+void optimize(Module& M, TargetMachine* tm, Tier tier) {
+  LoopAnalysisManager lam;
+  FunctionAnalysisManager fam;
+  CGSCCAnalysisManager cgam;
+  ModuleAnalysisManager mam;
+  const OptimizationLevel level = opt_level(tier);
+  PipelineTuningOptions pto;
+  pto.LoopVectorization = pto.SLPVectorization = level.getSpeedupLevel() >= 2;
+  PassBuilder pb(tm, pto);
+  pb.registerModuleAnalyses(mam);
+  pb.registerCGSCCAnalyses(cgam);
+  pb.registerFunctionAnalyses(fam);
+  pb.registerLoopAnalyses(lam);
+  pb.crossRegisterProxies(lam, fam, cgam, mam);
+  ModulePassManager mpm;
+  mpm.addPass(GlobalDCEPass());
+  if (tier == Tier::Interp)  // registers instead of stack slots: fewer interpreted instructions
+    mpm.addPass(createModuleToFunctionPassAdaptor(PromotePass()));
+  else if (tier == Tier::O0)
+    mpm.addPass(pb.buildO0DefaultPipeline(level));
+  else
+    mpm.addPass(pb.buildPerModuleDefaultPipeline(level));
+  mpm.run(M, mam);
+}
+
+}  // namespace
+
+Expected<std::unique_ptr<Compiler>> Compiler::create() {
+  static const bool initialized = [] {
+    InitializeNativeTarget();
+    InitializeNativeTargetAsmPrinter();
+    return true;
+  }();
+  (void)initialized;
+  Expected<orc::JITTargetMachineBuilder> jtmb = orc::JITTargetMachineBuilder::detectHost();
+  if (!jtmb) return jtmb.takeError();
+  std::unique_ptr<Compiler> c(new Compiler());
+  c->cpu_ = jtmb->getCPU();
+  c->features_ = jtmb->getFeatures().getString();
+  return c;
+}
+
+Compiler::~Compiler() {
+  for (size_t i = 0; i < kInterpSlots; i++) {
+    if (!slots_used_[i]) continue;
+    InterpSlot& s = g_slots[i];
+    std::lock_guard<std::mutex> lock(s.mu);
+    s.fn = nullptr;
+    s.ee.reset();
+    s.ctx.reset();
+  }
+}
+
+Expected<orc::LLJIT&> Compiler::jit_for(Tier tier) {
+  std::unique_ptr<orc::LLJIT>& slot = jits_[size_t(tier) - size_t(Tier::O0)];
+  if (slot) return *slot;
+  Expected<orc::JITTargetMachineBuilder> jtmb = orc::JITTargetMachineBuilder::detectHost();
+  if (!jtmb) return jtmb.takeError();
+  jtmb->setCodeGenOptLevel(codegen_level(tier));
+  Expected<std::unique_ptr<orc::LLJIT>> j = orc::LLJITBuilder().setJITTargetMachineBuilder(std::move(*jtmb)).create();
+  if (!j) return j.takeError();
+  // Measures each object's machine code as it is linked (compiles run on this thread, under mu_).
+  (*j)->getObjTransformLayer().setTransform(
+      [this](std::unique_ptr<MemoryBuffer> obj) -> Expected<std::unique_ptr<MemoryBuffer>> {
+        Expected<std::unique_ptr<object::ObjectFile>> o = object::ObjectFile::createObjectFile(obj->getMemBufferRef());
+        if (!o) return o.takeError();
+        uint64_t text = 0;
+        for (const object::SectionRef& s : (*o)->sections())
+          if (s.isText()) text += s.getSize();
+        last_object_text_ = text;
+        return obj;
+      });
+  // The optimizer may turn loops into these calls; nothing else is linked into JIT'd code.
+  orc::MangleAndInterner mangle((*j)->getExecutionSession(), (*j)->getDataLayout());
+  orc::SymbolMap libc;
+  const std::pair<const char*, void*> functions[] = {
+      {"memset", reinterpret_cast<void*>(&std::memset)},
+      {"memcpy", reinterpret_cast<void*>(&std::memcpy)},
+      {"memmove", reinterpret_cast<void*>(&std::memmove)},
+  };
+  for (const auto& [fname, addr] : functions)
+    libc[mangle(fname)] = {orc::ExecutorAddr::fromPtr(addr), JITSymbolFlags::Exported | JITSymbolFlags::Callable};
+  if (llvm::Error e = (*j)->getMainJITDylib().define(orc::absoluteSymbols(std::move(libc)))) return e;
+  slot = std::move(*j);
+  return *slot;
+}
+
+Expected<Variant> Compiler::compile(const Matrix& W, Tier tier, const std::string& name, size_t interp_slot,
+                                    bool reassoc, bool corrupt) {
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point start = Clock::now();
+  const auto elapsed_ms = [&] { return std::chrono::duration<double, std::milli>(Clock::now() - start).count(); };
+  std::lock_guard<std::mutex> lock(mu_);
+  auto ctx = std::make_unique<LLVMContext>();
+  Expected<std::unique_ptr<Module>> m = specialize(*ctx, W, name, reassoc, corrupt, tier == Tier::Interp, cpu_, features_);
+  if (!m) return m.takeError();
+  Variant v;
+  v.tier = tier;
+
+  if (tier == Tier::Interp) {
+    if (interp_slot >= kInterpSlots) return err("no interpreter slot " + std::to_string(interp_slot));
+    optimize(**m, nullptr, tier);
+    std::string why;
+    std::unique_ptr<ExecutionEngine> ee(
+        EngineBuilder(std::move(*m)).setEngineKind(EngineKind::Interpreter).setErrorStr(&why).create());
+    if (!ee) return err("cannot create the LLVM interpreter: " + why);
+    Function* fn = ee->FindFunctionNamed(name);
+    if (!fn) return err("interpreter lost " + name);
+    InterpSlot& s = g_slots[interp_slot];
+    std::lock_guard<std::mutex> slot_lock(s.mu);
+    s.ee.reset();
+    s.ee = std::move(ee);
+    s.ctx = std::move(ctx);
+    s.fn = fn;
+    slots_used_.set(interp_slot);
+    v.fn = kTrampolines[interp_slot];
+    v.compile_ms = elapsed_ms();
+    return v;
+  }
+
+  Expected<orc::LLJIT&> j = jit_for(tier);
+  if (!j) return j.takeError();
+  Expected<orc::JITTargetMachineBuilder> jtmb = orc::JITTargetMachineBuilder::detectHost();
+  if (!jtmb) return jtmb.takeError();
+  Expected<std::unique_ptr<TargetMachine>> tm = jtmb->createTargetMachine();
+  if (!tm) return tm.takeError();
+  (*m)->setDataLayout((*tm)->createDataLayout());
+  (*m)->setTargetTriple((*tm)->getTargetTriple().str());
+  optimize(**m, tm->get(), tier);
+  if (llvm::Error e = j->addIRModule(orc::ThreadSafeModule(std::move(*m), std::move(ctx)))) return e;
+  Expected<orc::ExecutorAddr> addr = j->lookup(name);  // compiles and links now
+  if (!addr) return addr.takeError();
+  v.fn = addr->toPtr<MatvecFn>();
+  v.code_bytes = last_object_text_;
+  code_bytes_ += v.code_bytes;
+  v.compile_ms = elapsed_ms();
+  return v;
+}
+
+}  // namespace bf::jit

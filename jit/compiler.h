@@ -1,0 +1,68 @@
+// The LLVM side of the JIT: specializes the embedded kernel bitcode to one call site's matrix
+// (type, group size, rows, cols become constants; the code targets the host CPU's name and
+// features) and makes it callable at one tier: the LLVM interpreter, or ORC LLJIT at O0..O3.
+#pragma once
+
+#include <array>
+#include <bitset>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "engine/transformer.h"
+#include "llvm/Support/Error.h"
+#include "profile/profiler.h"
+
+namespace llvm::orc {
+class LLJIT;
+}
+
+namespace bf::jit {
+
+using prof::Tier;
+
+struct Variant {
+  MatvecFn fn = nullptr;
+  Tier tier = Tier::Aot;
+  uint64_t code_bytes = 0;  // bytes of machine code (text sections); 0 for the interpreter
+  double compile_ms = 0;    // bitcode parse + specialization + optimization + code generation
+};
+
+// Interpreted variants are reached through fixed trampolines, one per slot; a slot holds one
+// interpreter at a time (compiling into a slot replaces what was there).
+constexpr size_t kInterpSlots = 16;
+
+class Compiler {
+ public:
+  // Fails when LLVM cannot target the host.
+  static llvm::Expected<std::unique_ptr<Compiler>> create();
+  ~Compiler();
+
+  // `name` must be unique per compiled (non-interpreter) variant. `reassoc` lets LLVM reorder and
+  // fuse float additions and multiplications (vectorized dot products; results then differ from the
+  // reference by rounding). `corrupt` bakes a wrong column count into the variant: tests use it to
+  // prove that verification rejects bad code.
+  llvm::Expected<Variant> compile(const Matrix& W, Tier tier, const std::string& name, size_t interp_slot,
+                                  bool reassoc = false, bool corrupt = false);
+
+  const std::string& cpu() const { return cpu_; }
+  const std::string& features() const { return features_; }
+  uint64_t code_bytes() const { return code_bytes_; }  // all compiled variants so far
+
+ private:
+  Compiler() = default;
+  llvm::Expected<llvm::orc::LLJIT&> jit_for(Tier tier);
+
+  std::mutex mu_;  // LLVM state below; compiles are serialized
+  std::string cpu_, features_;
+  std::array<std::unique_ptr<llvm::orc::LLJIT>, 4> jits_;  // one per codegen level O0..O3
+  uint64_t last_object_text_ = 0;
+  uint64_t code_bytes_ = 0;
+  std::bitset<kInterpSlots> slots_used_;  // emptied on destruction, before LLVM's own statics go
+};
+
+// The embedded kernel bitcode (bytes).
+size_t kernel_bitcode_size();
+
+}  // namespace bf::jit

@@ -1,0 +1,234 @@
+// The JIT against the reference kernels: random awkward shapes at every tier, tier-up of a real
+// model with bit-identical logits, and rejection of a deliberately miscompiled variant.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <random>
+
+#include "engine/model.h"
+#include "jit/compiler.h"
+#include "jit/runtime.h"
+
+namespace bf::jit {
+namespace {
+
+struct TestMatrix {
+  Matrix m;
+  std::vector<uint8_t> data;
+  std::vector<float> scales;
+};
+
+// Half-precision scales, including subnormals (they take fp16_to_f32's slow path).
+uint16_t random_half(std::mt19937& rng) {
+  return rng() % 4 == 0 ? uint16_t(rng() % 0x400) : f32_to_fp16(std::uniform_real_distribution<float>(0.001f, 0.1f)(rng));
+}
+
+TestMatrix random_matrix(DType type, int64_t rows, int64_t cols, int32_t group, std::mt19937& rng) {
+  TestMatrix t;
+  t.m.type = type;
+  t.m.rows = rows;
+  t.m.cols = cols;
+  const int64_t n = rows * cols;
+  std::uniform_real_distribution<float> f(-1.0f, 1.0f);
+  switch (type) {
+    case DType::F32:
+      t.data.resize(size_t(n) * 4);
+      for (int64_t i = 0; i < n; i++) {
+        const float v = f(rng);
+        std::memcpy(&t.data[size_t(i) * 4], &v, 4);
+      }
+      break;
+    case DType::F16:
+      t.data.resize(size_t(n) * 2);
+      for (int64_t i = 0; i < n; i++) {
+        const uint16_t h = f32_to_fp16(f(rng));
+        std::memcpy(&t.data[size_t(i) * 2], &h, 2);
+      }
+      break;
+    case DType::Q8_0:
+    case DType::Q4_0: {
+      const size_t bs = type == DType::Q8_0 ? sizeof(BlockQ8_0) : sizeof(BlockQ4_0);
+      t.data.resize(size_t(n / kBlock) * bs);
+      for (size_t b = 0; b < t.data.size(); b += bs) {
+        const uint16_t d = random_half(rng);
+        std::memcpy(&t.data[b], &d, 2);
+        for (size_t i = 2; i < bs; i++) t.data[b + i] = uint8_t(rng());
+      }
+      break;
+    }
+    case DType::Q8_G:
+      t.m.group = group;
+      t.data.resize(size_t(n));
+      for (uint8_t& v : t.data) v = uint8_t(rng());
+      t.scales.resize(size_t(n / group));
+      for (float& s : t.scales) s = std::uniform_real_distribution<float>(0.001f, 0.05f)(rng);
+      t.m.scales = t.scales.data();
+      break;
+  }
+  t.m.data = t.data.data();
+  return t;
+}
+
+struct Shape {
+  DType type;
+  int64_t rows, cols;
+  int32_t group;
+};
+
+// Odd sizes, blocks that cross rows (dequantized path), one row, one column.
+const Shape kShapes[] = {
+    {DType::F32, 1, 1, 0},     {DType::F32, 3, 7, 0},      {DType::F32, 17, 33, 0},   {DType::F32, 37, 172, 0},
+    {DType::F16, 5, 13, 0},    {DType::F16, 9, 64, 0},     {DType::Q8_0, 1, 32, 0},   {DType::Q8_0, 37, 96, 0},
+    {DType::Q8_0, 8, 172, 0},  {DType::Q8_0, 2, 48, 0},    {DType::Q4_0, 5, 64, 0},   {DType::Q4_0, 8, 172, 0},
+    {DType::Q8_G, 7, 24, 8},   {DType::Q8_G, 3, 64, 32},   {DType::Q8_G, 2, 12, 8},
+};
+
+class Kernels : public ::testing::TestWithParam<Tier> {
+ protected:
+  static void SetUpTestSuite() {
+    llvm::Expected<std::unique_ptr<Compiler>> c = Compiler::create();
+    ASSERT_TRUE(bool(c)) << llvm::toString(c.takeError());
+    compiler_ = std::move(*c);
+  }
+  static void TearDownTestSuite() { compiler_.reset(); }
+  static std::unique_ptr<Compiler> compiler_;
+};
+std::unique_ptr<Compiler> Kernels::compiler_;
+
+TEST_P(Kernels, EqualTheReferenceBitForBitOnAwkwardShapes) {
+  const Tier tier = GetParam();
+  std::mt19937 rng(1234);
+  int id = 0;
+  for (const Shape& sh : kShapes) {
+    SCOPED_TRACE(std::string(dtype_name(sh.type)) + " " + std::to_string(sh.rows) + "x" + std::to_string(sh.cols));
+    const TestMatrix t = random_matrix(sh.type, sh.rows, sh.cols, sh.group, rng);
+    std::vector<float> x(size_t(sh.cols));
+    for (float& v : x) v = std::uniform_real_distribution<float>(-2.0f, 2.0f)(rng);
+    std::vector<int8_t> q(x.size());
+    std::vector<float> s(x.size());
+    QuantizedVector xq{q.data(), s.data(), sh.cols, matrix_group(t.m)};
+    const bool quantized = matrix_uses_quantized_activation(t.m);
+    if (quantized) reference_kernels().quantize(xq, x.data());
+    const QuantizedVector* xqp = quantized ? &xq : nullptr;
+
+    llvm::Expected<Variant> v =
+        compiler_->compile(t.m, tier, "k" + std::to_string(int(tier)) + "_" + std::to_string(id++), 0);
+    ASSERT_TRUE(bool(v)) << llvm::toString(v.takeError());
+    EXPECT_EQ(v->tier, tier);
+    if (tier != Tier::Interp) {
+      EXPECT_GT(v->code_bytes, 0u);
+    }
+    std::vector<float> want(size_t(sh.rows)), got(size_t(sh.rows), -1.0f);
+    reference_kernels().matvec(want.data(), t.m, x.data(), xqp, 0, sh.rows);
+    v->fn(got.data(), t.m, x.data(), xqp, 0, sh.rows);
+    EXPECT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * 4));
+    // A sub-range, as a thread of a pool would call it.
+    const int64_t r0 = sh.rows / 3, r1 = sh.rows - sh.rows / 4;
+    std::vector<float> part(size_t(r1 - r0) + 1, -7.0f);
+    v->fn(part.data(), t.m, x.data(), xqp, r0, r1);
+    EXPECT_EQ(0, std::memcmp(part.data(), want.data() + r0, size_t(r1 - r0) * 4));
+    EXPECT_EQ(part.back(), -7.0f) << "wrote past r1";
+  }
+}
+
+TEST_F(Kernels, ReassociatedVariantsStayWithinTolerance) {
+  std::mt19937 rng(99);
+  int id = 0;
+  for (const Shape& sh : kShapes) {
+    SCOPED_TRACE(std::string(dtype_name(sh.type)) + " " + std::to_string(sh.rows) + "x" + std::to_string(sh.cols));
+    const TestMatrix t = random_matrix(sh.type, sh.rows, sh.cols, sh.group, rng);
+    std::vector<float> x(size_t(sh.cols));
+    for (float& v : x) v = std::uniform_real_distribution<float>(-2.0f, 2.0f)(rng);
+    std::vector<int8_t> q(x.size());
+    std::vector<float> s(x.size());
+    QuantizedVector xq{q.data(), s.data(), sh.cols, matrix_group(t.m)};
+    const bool quantized = matrix_uses_quantized_activation(t.m);
+    if (quantized) reference_kernels().quantize(xq, x.data());
+    llvm::Expected<Variant> v = compiler_->compile(t.m, Tier::O3, "reassoc_" + std::to_string(id++), 0, true);
+    ASSERT_TRUE(bool(v)) << llvm::toString(v.takeError());
+    std::vector<float> want(size_t(sh.rows)), got(size_t(sh.rows));
+    reference_kernels().matvec(want.data(), t.m, x.data(), quantized ? &xq : nullptr, 0, sh.rows);
+    v->fn(got.data(), t.m, x.data(), quantized ? &xq : nullptr, 0, sh.rows);
+    float largest = 0;
+    for (const float w : want) largest = std::max(largest, std::fabs(w));
+    for (int64_t r = 0; r < sh.rows; r++) EXPECT_NEAR(got[size_t(r)], want[size_t(r)], kReassocTolerance * largest);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllTiers, Kernels, ::testing::Values(Tier::Interp, Tier::O0, Tier::O1, Tier::O2, Tier::O3),
+                         [](const ::testing::TestParamInfo<Tier>& i) { return std::string(prof::tier_name(i.param)); });
+
+// Runs `steps` positions with the JIT attached and compares every logit with a JIT-free run.
+// `check` then inspects the runtime.
+void expect_identical_logits(const char* model_file, const Options& o, int steps,
+                             const std::function<void(Runtime&)>& check = nullptr) {
+  const std::unique_ptr<Model> model = load_model(std::string(BF_SHARED_MODELS "/") + model_file);
+  Transformer ref(*model, reference_kernels());
+  Transformer jit(*model, reference_kernels());
+  std::unique_ptr<Runtime> r = Runtime::create(jit, o);
+  ASSERT_NE(r, nullptr);
+  jit.set_matvec_observer(r.get());
+  const int vocab = model->config.vocab_size;
+  int token = 1;
+  for (int pos = 0; pos < steps; pos++) {
+    const float* a = ref.forward(token, pos);
+    const float* b = jit.forward(token, pos);
+    ASSERT_EQ(0, std::memcmp(a, b, size_t(vocab) * 4)) << "position " << pos;
+    token = int(std::max_element(a, a + vocab) - a);
+  }
+  r->drain();
+  if (check) check(*r);
+}
+
+TEST(Runtime, TiersEverySiteUpToO3WithIdenticalLogits) {
+  for (const char* model : {"stories260K.bin", "stories260K-q8_runq.bin", "stories260K-q8_0.gguf"}) {
+    SCOPED_TRACE(model);
+    Options o;
+    o.sync = true;  // deterministic: promotions happen at the calls that cross the thresholds
+    o.thresholds = {2, 4, 8, 16};
+    o.log = stderr;
+    expect_identical_logits(model, o, 24, [](Runtime& r) {
+      for (size_t s = 0; s < kSiteCount; s++) EXPECT_EQ(r.site_tier(Site(s)), Tier::O3) << site_name(Site(s));
+      EXPECT_EQ(r.rejections(), 0u);
+      EXPECT_EQ(r.failures(), 0u);
+      EXPECT_GT(r.cycles_per_call(Site::Wq, Tier::Interp), 0.0);
+      EXPECT_GT(r.cycles_per_call(Site::Wq, Tier::O3), 0.0);
+    });
+  }
+}
+
+TEST(Runtime, BackgroundCompilesKeepLogitsIdentical) {
+  Options o;
+  o.thresholds = {2, 4, 8, 16};
+  expect_identical_logits("stories260K.bin", o, 40);
+}
+
+TEST(Runtime, MiscompiledVariantIsRejectedAndSiteStaysOnItsTier) {
+  for (const bool reassoc : {false, true}) {
+    SCOPED_TRACE(reassoc ? "reassociated" : "exact");
+    Options o;
+    o.reassoc = reassoc;
+    o.policy = Policy::Fixed;
+    o.fixed = Tier::O2;
+    o.sync = true;
+    o.corrupt = true;
+    FILE* log = std::tmpfile();
+    o.log = log;
+    expect_identical_logits("stories260K.bin", o, 4, [](Runtime& r) {
+      EXPECT_EQ(r.rejections(), kSiteCount);
+      EXPECT_EQ(r.promotions(), 0u);
+      for (size_t s = 0; s < kSiteCount; s++) EXPECT_EQ(r.site_tier(Site(s)), Tier::Aot);
+    });
+    std::rewind(log);
+    char line[512] = {};
+    ASSERT_NE(std::fgets(line, sizeof line, log), nullptr);
+    EXPECT_NE(std::strstr(line, "rejected by verification"), nullptr) << line;
+    std::fclose(log);
+  }
+}
+
+}  // namespace
+}  // namespace bf::jit

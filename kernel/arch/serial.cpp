@@ -1,0 +1,47 @@
+#include "kernel/arch/serial.h"
+
+#include "kernel/arch/x86.h"
+
+namespace bf::kern::serial {
+namespace {
+
+constexpr uint16_t kCom1 = 0x3F8;
+constexpr uint16_t kCom2 = 0x2F8;
+bool g_com2 = false;
+
+bool probe_and_init(uint16_t base) {
+  // The scratch register reads back what was written only if a UART is there.
+  x86::outb(base + 7, 0x5A);
+  if (x86::inb(base + 7) != 0x5A) return false;
+  x86::outb(base + 1, 0x00);  // no interrupts: the kernel polls
+  x86::outb(base + 3, 0x80);  // DLAB
+  x86::outb(base + 0, 0x01);  // divisor 1: 115200 baud
+  x86::outb(base + 1, 0x00);
+  x86::outb(base + 3, 0x03);  // 8N1
+  x86::outb(base + 2, 0xC7);  // FIFO on, cleared
+  x86::outb(base + 4, 0x03);  // DTR, RTS
+  return true;
+}
+
+void put(uint16_t base, char c) {
+  // Bounded wait for the transmit holding register; a stuck UART must not hang the kernel.
+  for (uint32_t i = 0; i < 1000000 && !(x86::inb(base + 5) & 0x20); ++i) {
+  }
+  x86::outb(base, uint8_t(c));
+}
+
+}  // namespace
+
+void init() {
+  probe_and_init(kCom1);
+  g_com2 = probe_and_init(kCom2);
+}
+
+bool has_stdout_port() { return g_com2; }
+
+void write(Port p, const char* s, size_t n) {
+  const uint16_t base = (p == Port::kStdout && g_com2) ? kCom2 : kCom1;
+  for (size_t i = 0; i < n; ++i) put(base, s[i]);
+}
+
+}  // namespace bf::kern::serial

@@ -1,0 +1,160 @@
+/* A static program run inside the unikernel by the boot tests. argv[1] picks the scenario. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+static int fail(const char* what) {
+  fprintf(stderr, "guest_test: FAIL %s (errno %d)\n", what, errno);
+  return 1;
+}
+
+/* Threads: a condvar handshake, floating-point work in every thread (vector state must survive
+   switches), a thread that busy-waits (needs preemption), and joins. */
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_cv = PTHREAD_COND_INITIALIZER;
+static int g_ready = 0;
+static atomic_int g_flag = 0;
+
+static void* worker(void* arg) {
+  long id = (long)arg;
+  pthread_mutex_lock(&g_mu);
+  while (!g_ready) pthread_cond_wait(&g_cv, &g_mu);
+  pthread_mutex_unlock(&g_mu);
+  double x = 0;
+  for (int i = 1; i <= 2000000; ++i) x += (double)(id + 1) / i;
+  return (void*)(long)(x * 1000);
+}
+
+static void* spinner(void* arg) {
+  (void)arg;
+  while (!atomic_load(&g_flag)) {
+  }
+  return (void*)7;
+}
+
+static int threads_test(void) {
+  pthread_t t[3], s;
+  for (long i = 0; i < 3; ++i)
+    if (pthread_create(&t[i], NULL, worker, (void*)i) != 0) return fail("pthread_create");
+  if (pthread_create(&s, NULL, spinner, NULL) != 0) return fail("pthread_create spinner");
+  double y = 0;
+  for (int i = 1; i <= 2000000; ++i) y += 0.5 / i;
+  struct timespec d = {0, 20 * 1000 * 1000};
+  nanosleep(&d, NULL);
+  atomic_store(&g_flag, 1);
+  pthread_mutex_lock(&g_mu);
+  g_ready = 1;
+  pthread_cond_broadcast(&g_cv);
+  pthread_mutex_unlock(&g_mu);
+  long sum = 0;
+  for (int i = 0; i < 3; ++i) {
+    void* r;
+    pthread_join(t[i], &r);
+    sum += (long)r;
+  }
+  void* sr;
+  pthread_join(s, &sr);
+  printf("threads: sum=%ld main=%ld spinner=%ld\n", sum, (long)(y * 1000), (long)sr);
+  return 0;
+}
+
+int main(int argc, char** argv) {
+  const char* mode = argc > 1 ? argv[1] : "hello";
+  if (!strcmp(mode, "hello")) {
+    printf("hello from ring 3: argc=%d", argc);
+    for (int i = 0; i < argc; ++i) printf(" [%s]", argv[i]);
+    printf("\n");
+    fprintf(stderr, "this line goes to stderr\n");
+    return 0;
+  }
+  if (!strcmp(mode, "exit")) return argc > 2 ? atoi(argv[2]) : 0;
+  if (!strcmp(mode, "enosys")) {
+    long r = syscall(SYS_pkey_alloc, 0, 0);
+    int e = errno;
+    long r2 = syscall(999);
+    int e2 = errno;
+    printf("pkey_alloc=%ld errno=%d; 999=%ld errno=%d\n", r, e, r2, e2);
+    return (r == -1 && e == ENOSYS && r2 == -1 && e2 == ENOSYS) ? 0 : 1;
+  }
+  if (!strcmp(mode, "null")) {
+    volatile int* p = (volatile int*)0;
+    printf("about to dereference null\n");
+    fflush(stdout);
+    return *p;
+  }
+  if (!strcmp(mode, "efault")) {
+    /* Bad pointers must come back as EFAULT, never crash the kernel. */
+    long r1 = syscall(SYS_write, 1, (void*)8, 10);
+    int e1 = errno;
+    long r2 = syscall(SYS_write, 1, (void*)0xffff800000000000ul, 10);
+    int e2 = errno;
+    long r3 = syscall(SYS_clock_gettime, CLOCK_MONOTONIC, (void*)main); /* read-only text */
+    int e3 = errno;
+    long r4 = syscall(SYS_openat, AT_FDCWD, (void*)0x1000, O_RDONLY);
+    int e4 = errno;
+    printf("efault: %ld/%d %ld/%d %ld/%d %ld/%d\n", r1, e1, r2, e2, r3, e3, r4, e4);
+    return (r1 == -1 && e1 == EFAULT && r2 == -1 && e2 == EFAULT && r3 == -1 && e3 == EFAULT && r4 == -1 &&
+            e4 == EFAULT)
+               ? 0
+               : 1;
+  }
+  if (!strcmp(mode, "file")) {
+    /* Read a boot module with read() and with a zero-copy mmap; print both checksums. */
+    if (argc < 3) return fail("usage: file PATH");
+    int fd = open(argv[2], O_RDONLY);
+    if (fd < 0) return fail("open");
+    struct stat st;
+    if (fstat(fd, &st) != 0) return fail("fstat");
+    unsigned long s1 = 0, s2 = 0;
+    unsigned char buf[4096];
+    ssize_t n;
+    long total = 0;
+    while ((n = read(fd, buf, sizeof buf)) > 0) {
+      for (ssize_t i = 0; i < n; ++i) s1 = s1 * 31 + buf[i];
+      total += n;
+    }
+    const unsigned char* m = mmap(NULL, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (m == MAP_FAILED) return fail("mmap");
+    for (long i = 0; i < st.st_size; ++i) s2 = s2 * 31 + m[i];
+    printf("size=%ld read=%ld sum_read=%lx sum_mmap=%lx\n", (long)st.st_size, total, s1, s2);
+    void* big = malloc(64 << 20);
+    if (!big) return fail("malloc 64 MiB");
+    memset(big, 1, 64 << 20);
+    free(big);
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    if (b.tv_sec < a.tv_sec || (b.tv_sec == a.tv_sec && b.tv_nsec < a.tv_nsec)) return fail("clock");
+    char exe[64] = {0};
+    if (readlink("/proc/self/exe", exe, sizeof exe - 1) <= 0) return fail("readlink");
+    printf("exe=%s ok=%d\n", exe, s1 == s2 && total == st.st_size);
+    return s1 == s2 && total == st.st_size ? 0 : 1;
+  }
+  if (!strcmp(mode, "threads")) return threads_test();
+  if (!strcmp(mode, "cpu")) {
+    /* What ring 3 sees: CPUID.7.EBX (AVX2 bit 5, AVX-512F bit 16), CPUID.1.ECX (OSXSAVE bit 27), XCR0. */
+    unsigned a, b, c, d, lo, hi;
+    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
+    unsigned b7 = b;
+    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(1), "c"(0));
+    unsigned c1 = c;
+    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0xd), "c"(0));
+    unsigned d0 = a;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    printf("cpuid7.ebx=%08x cpuid1.ecx=%08x cpuid0d.eax=%08x xcr0=%08x avx2=%d avx512f=%d\n", b7, c1, d0, lo,
+           !!(b7 & 32), !!(b7 & 65536));
+    return 0;
+  }
+  fprintf(stderr, "guest_test: unknown mode %s\n", mode);
+  return 2;
+}

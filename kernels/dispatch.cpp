@@ -1,0 +1,111 @@
+#include "kernels/dispatch.h"
+
+#include <cpuid.h>
+
+#include "engine/error.h"
+
+namespace bf {
+namespace avx2 {
+const Kernels& kernels();
+float stream_sum(const float* p, size_t n);
+}  // namespace avx2
+namespace avx512 {
+const Kernels& kernels();
+float stream_sum(const float* p, size_t n);
+}  // namespace avx512
+
+namespace {
+
+struct CpuFeatures {
+  bool avx2 = false, avx512 = false;
+};
+
+// XCR0: which register states the OS saves on context switch. Read only when OSXSAVE is set.
+uint64_t xcr0() {
+  uint32_t lo, hi;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return uint64_t(hi) << 32 | lo;
+}
+
+CpuFeatures detect() {
+  CpuFeatures f;
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
+  const bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28), f16c = c & (1u << 29);
+  if (!osxsave || !avx) return f;
+  const uint64_t xcr = xcr0();
+  const bool ymm_state = (xcr & 0x6) == 0x6;     // SSE + AVX
+  const bool zmm_state = (xcr & 0xe6) == 0xe6;   // + opmask, ZMM_Hi256, Hi16_ZMM
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return f;
+  const bool avx2 = b & (1u << 5);
+  const bool avx512f = b & (1u << 16), dq = b & (1u << 17), bw = b & (1u << 30), vl = b & (1u << 31);
+  const bool vnni = c & (1u << 11);
+  f.avx2 = ymm_state && avx2 && fma && f16c;
+  f.avx512 = f.avx2 && zmm_state && avx512f && dq && bw && vl && vnni;
+  return f;
+}
+
+const CpuFeatures& features() {
+  static const CpuFeatures f = detect();
+  return f;
+}
+
+}  // namespace
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::Scalar: return "scalar";
+    case Isa::Avx2: return "avx2";
+    case Isa::Avx512: return "avx512";
+  }
+  return "?";
+}
+
+bool isa_supported(Isa isa) {
+  switch (isa) {
+    case Isa::Scalar: return true;
+    case Isa::Avx2: return features().avx2;
+    case Isa::Avx512: return features().avx512;
+  }
+  return false;
+}
+
+Isa best_isa() {
+  if (isa_supported(Isa::Avx512)) return Isa::Avx512;
+  if (isa_supported(Isa::Avx2)) return Isa::Avx2;
+  return Isa::Scalar;
+}
+
+Isa parse_isa(const std::string& flag, const std::string& value) {
+  if (value == "auto") return best_isa();
+  for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
+    if (value != isa_name(isa)) continue;
+    if (!isa_supported(isa))
+      fail(flag, std::string("this CPU does not support ") + value + " (best supported: " +
+                     isa_name(best_isa()) + ")");
+    return isa;
+  }
+  fail(flag, "'" + value + "' is not one of scalar, avx2, avx512, auto");
+}
+
+const Kernels& kernels_for(Isa isa) {
+  switch (isa) {
+    case Isa::Avx2: return avx2::kernels();
+    case Isa::Avx512: return avx512::kernels();
+    default: return reference_kernels();
+  }
+}
+
+float stream_sum(Isa isa, const float* p, size_t n) {
+  switch (isa) {
+    case Isa::Avx2: return avx2::stream_sum(p, n);
+    case Isa::Avx512: return avx512::stream_sum(p, n);
+    default: {
+      float s = 0.0f;
+      for (size_t i = 0; i < n; i++) s += p[i];
+      return s;
+    }
+  }
+}
+
+}  // namespace bf

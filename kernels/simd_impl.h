@@ -1,0 +1,426 @@
+// The SIMD kernels, written once with 256-bit intrinsics and compiled per ISA: kernels/avx2.cpp
+// (BF_VNNI 0: int8 dots with vpmaddubsw) and kernels/avx512.cpp (BF_VNNI 1: vpdpbusd). On Zen 4
+// 512-bit operations issue as two 256-bit halves, so the AVX-512 level's gain is VNNI, not width.
+//
+// Bit-exactness with kernels/reference.cpp is the design rule:
+//  - f32/f16 matvec puts 8 ROWS in the 8 lanes (8x8 register transposes), so each lane adds its
+//    row's products in the reference's column order, with separate multiply and add (no FMA;
+//    these files build with -ffp-contract=off);
+//  - quantized matvec computes each block's integer dot exactly, reduces 8 rows into 8 lanes, and
+//    scales and accumulates in the reference's float order;
+//  - anything else (rows not on block boundaries, groups not a multiple of 32, row remainders
+//    below 8) goes to the reference itself.
+// Expects BF_SIMD_NS (namespace), BF_SIMD_NAME (table name) and BF_VNNI from the including file.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "kernels/kernels.h"
+
+namespace bf::BF_SIMD_NS {
+namespace {
+
+// r[c] <- column c of the 8x8 matrix whose rows are r[0..8).
+inline void transpose8(__m256 r[8]) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+  r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+  r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+  r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+  r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+  r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+  r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+  r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+template <bool F16>
+inline __m256 load8(const void* base, int64_t e) {
+  if constexpr (F16) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(base) + e)));
+  } else {
+    return _mm256_loadu_ps(static_cast<const float*>(base) + e);
+  }
+}
+
+template <bool F16>
+inline float load1(const void* base, int64_t e) {
+  if constexpr (F16) {
+    return fp16_to_f32(static_cast<const uint16_t*>(base)[e]);
+  } else {
+    return static_cast<const float*>(base)[e];
+  }
+}
+
+// Rows in lanes means reading 8 rows side by side, which the hardware prefetchers track badly (one
+// stream per row). But a block of consecutive rows is one contiguous range: while a block is
+// computed, a block ahead (`next`, `next_bytes`) is prefetched sequentially into L2, a slice per
+// step, so DRAM sees one sequential stream per thread.
+struct Prefetcher {
+  const char* p;
+  const char* end;
+  int64_t per_step;  // bytes per step, whole cache lines
+
+  Prefetcher(const uint8_t* next, int64_t bytes, int64_t steps)
+      : p(reinterpret_cast<const char*>(next)), end(p + (next ? bytes : 0)),
+        per_step((bytes + 64 * steps - 1) / (64 * steps) * 64) {}
+  void step() {
+    for (int64_t b = 0; b < per_step && p < end; b += 64, p += 64) _mm_prefetch(p, _MM_HINT_T1);
+  }
+};
+
+// 8 rows from rb, times NT activations: out[t*ldo + i] = dot(row rb+i, x_t); NT > 1 reuses each
+// transposed tile. Only 8 rows side by side: rows whose length is a multiple of 4 KiB all map to
+// one L1 set (8 ways), and 16 rows measured ~2x slower there. Each step consumes 16 columns, a
+// whole 64-byte line per f32 row, so no line is fetched twice.
+// Columns [j0, j1) only: the partial sums (8 per activation) come in and go out through `carry`,
+// unchanged in order, and only the call with j1 == cols finishes the rows and writes `out`.
+template <bool F16, int NT>
+void float_rows(float* out, int64_t ldo, const Matrix& W, const float* x, int64_t ldx, int64_t rb, int64_t j0,
+                int64_t j1, float* carry, const uint8_t* next, int64_t next_bytes) {
+  const int64_t C = W.cols, cv = j0 + ((j1 - j0) & ~int64_t(15));
+  __m256 acc[NT];
+  for (int t = 0; t < NT; t++) acc[t] = j0 == 0 ? _mm256_setzero_ps() : _mm256_load_ps(carry + 8 * t);
+  const auto tile = [&](int64_t j) {
+    __m256 w[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) w[i] = load8<F16>(W.data, (rb + i) * C + j);
+    transpose8(w);
+#pragma GCC unroll 4  // a full unroll of the token loop spills more on AVX2 (measured slower)
+    for (int t = 0; t < NT; t++) {
+      const float* xt = x + t * ldx + j;
+#pragma GCC unroll 8
+      for (int c = 0; c < 8; c++) acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(w[c], _mm256_broadcast_ss(xt + c)));
+    }
+  };
+  Prefetcher pf(next, next_bytes, std::max<int64_t>(1, (cv - j0) / 16));
+  for (int64_t j = j0; j < cv; j += 16) {
+    pf.step();
+    tile(j);
+    tile(j + 8);
+  }
+  if (j1 < C) {
+    for (int t = 0; t < NT; t++) _mm256_store_ps(carry + 8 * t, acc[t]);
+    return;
+  }
+  const int64_t done = C & ~int64_t(7);
+  if (cv < done) tile(cv);
+  for (int t = 0; t < NT; t++) {
+    alignas(32) float lane[8];
+    _mm256_store_ps(lane, acc[t]);
+    const float* xt = x + t * ldx;
+    for (int i = 0; i < 8; i++) {
+      const int64_t row = (rb + i) * C;
+      for (int64_t j = done; j < C; j++) lane[i] += load1<F16>(W.data, row + j) * xt[j];
+      out[t * ldo + i] = lane[i];
+    }
+  }
+}
+
+// The fp16 scales at d + offsets[i] (one per row) as 8 floats: a 32-bit gather (the scale and the
+// block's first two quants), the low halves packed together, converted.
+inline __m256 block_scales(const uint16_t* d, __m256i offsets) {
+  const __m256i w = _mm256_i32gather_epi32(reinterpret_cast<const int*>(d), offsets, 1);
+  const __m256i lo16 = _mm256_shuffle_epi8(
+      w, _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, 4, 5, 8, 9, 12, 13, -1,
+                          -1, -1, -1, -1, -1, -1, -1));
+  return _mm256_cvtph_ps(_mm256_castsi256_si128(_mm256_permute4x64_epi64(lo16, 0x08)));
+}
+
+// Lane i of the result = sum of the 8 lanes of v[i] (integer: any order is exact).
+inline __m256i reduce8(const __m256i v[8]) {
+  const __m256i h01 = _mm256_hadd_epi32(v[0], v[1]), h23 = _mm256_hadd_epi32(v[2], v[3]);
+  const __m256i h45 = _mm256_hadd_epi32(v[4], v[5]), h67 = _mm256_hadd_epi32(v[6], v[7]);
+  const __m256i a = _mm256_hadd_epi32(h01, h23), b = _mm256_hadd_epi32(h45, h67);
+  return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20), _mm256_permute2x128_si256(a, b, 0x31));
+}
+
+// 8 int32 partial sums of u[k] * s[k] (u unsigned, s signed bytes). Exact: with u <= 128 and
+// |s| <= 127 the int16 pair sums of vpmaddubsw cannot saturate.
+inline __m256i udot(__m256i u, __m256i s) {
+#if BF_VNNI
+  return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
+#else
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+#endif
+}
+
+// Signed dot of 32 int8 weights with 32 int8 activations: |w| * (x with w's sign).
+inline __m256i dot_q8(__m256i w, __m256i x) { return udot(_mm256_abs_epi8(w), _mm256_sign_epi8(x, w)); }
+
+// udot(u1, s1) + udot(u2, s2), exact: vpmaddubsw pair sums of nibbles are at most 15*127*2, so
+// two of them still fit int16.
+inline __m256i udot2(__m256i u1, __m256i s1, __m256i u2, __m256i s2) {
+#if BF_VNNI
+  return _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), u1, s1), u2, s2);
+#else
+  return _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(u1, s1), _mm256_maddubs_epi16(u2, s2)),
+                           _mm256_set1_epi16(1));
+#endif
+}
+
+// Q4_0, two rows per register: the 16 quant bytes of rows a and b in the two 128-bit lanes, low
+// nibbles (elements 0..15) against x[0..16) and high nibbles (16..31) against x[16..32) in both
+// lanes. Lane 0 of the result holds row a's 4 partial sums, lane 1 row b's.
+inline __m256i dot_q4_pair(const uint8_t* qa, const uint8_t* qb, __m256i xlo, __m256i xhi) {
+  const __m256i q = _mm256_inserti128_si256(
+      _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qa))),
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(qb)), 1);
+  const __m256i m = _mm256_set1_epi8(0x0f);
+  return udot2(_mm256_and_si256(q, m), xlo, _mm256_and_si256(_mm256_srli_epi16(q, 4), m), xhi);
+}
+
+// Every lane = the sum of v's 8 lanes.
+inline __m256i hsum_broadcast(__m256i v) {
+  v = _mm256_add_epi32(v, _mm256_permute2x128_si256(v, v, 1));
+  v = _mm256_add_epi32(v, _mm256_shuffle_epi32(v, 0x4e));
+  return _mm256_add_epi32(v, _mm256_shuffle_epi32(v, 0xb1));
+}
+
+// 8 rows from rb against one quantized activation: out[i] = reference dot_quantized(row rb+i).
+template <DType T>
+void quant_rows(float* out, const Matrix& W, const QuantizedVector& xq, int64_t rb, const uint8_t* next,
+                int64_t next_bytes) {
+  const int32_t G = matrix_group(W);
+  const int64_t groups = W.cols / G;
+  __m256 acc = _mm256_setzero_ps();
+  // Byte offsets of the 8 rows' blocks, for gathering their fp16 scales.
+  const int32_t rb_bytes = int32_t(groups * (T == DType::Q4_0 ? sizeof(BlockQ4_0) : sizeof(BlockQ8_0)));
+  const __m256i row_bytes = _mm256_mullo_epi32(_mm256_set1_epi32(rb_bytes), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  Prefetcher pf(next, next_bytes, groups);
+  for (int64_t g = 0; g < groups; g++) {
+    pf.step();
+    __m256i p[8];
+    __m256 d;
+    __m256i isum;  // lane i: the integer dot of row rb+i's block g
+    if constexpr (T == DType::Q8_0) {
+      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq.q + g * G));
+      const BlockQ8_0* b = static_cast<const BlockQ8_0*>(W.data) + rb * groups + g;
+#pragma GCC unroll 8
+      for (int i = 0; i < 8; i++)
+        p[i] = dot_q8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i * groups].qs)), xv);
+      d = block_scales(&b->d, row_bytes);
+      isum = reduce8(p);
+    } else if constexpr (T == DType::Q4_0) {
+      const __m128i* x = reinterpret_cast<const __m128i*>(xq.q + g * G);
+      const __m256i xlo = _mm256_broadcastsi128_si256(_mm_loadu_si128(x));
+      const __m256i xhi = _mm256_broadcastsi128_si256(_mm_loadu_si128(x + 1));
+      const BlockQ4_0* b = static_cast<const BlockQ4_0*>(W.data) + rb * groups + g;
+#pragma GCC unroll 4
+      for (int k = 0; k < 4; k++) p[k] = dot_q4_pair(b[2 * k * groups].qs, b[(2 * k + 1) * groups].qs, xlo, xhi);
+      // [r0 r2 r4 r6 | r1 r3 r5 r7] -> rows in order
+      const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
+      // sum (n - 8) x = sum n x - 8 sum x: nibbles are unsigned, so vpmaddubsw takes them as is.
+      const __m256i x8 = _mm256_slli_epi32(hsum_broadcast(udot2(_mm256_set1_epi8(1), xlo, _mm256_set1_epi8(1), xhi)), 2);
+      isum = _mm256_sub_epi32(_mm256_permutevar8x32_epi32(h, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)), x8);
+      d = block_scales(&b->d, row_bytes);
+    } else {  // Q8_G, G % 32 == 0
+      const int8_t* w = static_cast<const int8_t*>(W.data) + (rb * groups + g) * G;
+      const int64_t stride = groups * G;  // one row
+      for (int i = 0; i < 8; i++) p[i] = _mm256_setzero_si256();
+      for (int k = 0; k < G; k += 32) {
+        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq.q + g * G + k));
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++)
+          p[i] = _mm256_add_epi32(
+              p[i], dot_q8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + i * stride + k)), xv));
+      }
+      const float* s = W.scales + rb * groups + g;
+      d = _mm256_setr_ps(s[0], s[groups], s[2 * groups], s[3 * groups], s[4 * groups], s[5 * groups],
+                         s[6 * groups], s[7 * groups]);
+      isum = reduce8(p);
+    }
+    // reference: sum += float(isum) * wscale * xq.s[g]
+    acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(isum), d), _mm256_set1_ps(xq.s[g])));
+  }
+  _mm256_storeu_ps(out, acc);
+}
+
+bool simd_quantized(const Matrix& W) {
+  return W.type == DType::Q8_0 || W.type == DType::Q4_0 || (W.type == DType::Q8_G && W.group % 32 == 0);
+}
+
+// Byte offset of row r in W's stream (rows start on block boundaries wherever this is used).
+int64_t row_offset(const Matrix& W, int64_t r) {
+  switch (W.type) {
+    case DType::F32: return r * W.cols * 4;
+    case DType::F16: return r * W.cols * 2;
+    case DType::Q8_0: return r * (W.cols / kBlock) * int64_t(sizeof(BlockQ8_0));
+    case DType::Q4_0: return r * (W.cols / kBlock) * int64_t(sizeof(BlockQ4_0));
+    default: return r * W.cols;  // Q8_G int8 stream
+  }
+}
+
+// Batched f32/f16: tokens per pass over a row block, columns per chunk (2 KiB of an f32 row), and
+// tokens sharing one transposed tile (8: measured 1.6x faster than 4, despite some spilling on AVX2).
+constexpr int kTokenBlock = 64;
+constexpr int64_t kColChunk = 512;
+constexpr int kNT = 8;
+
+void matmul(float* out, int64_t ldo, const Matrix& W, const float* x, int64_t ldx,
+            const QuantizedVector* xq, int n, int64_t r0, int64_t r1) {
+  const Kernels& ref = reference_kernels();
+  const bool quant = matrix_uses_quantized_activation(W);
+  const uint8_t* base = static_cast<const uint8_t*>(W.data);
+  // The block `ahead` blocks after rows [r, r + rows) within [r0, r1), for prefetching (null past
+  // the end; the first blocks are left to the hardware prefetcher). Two blocks ahead measured
+  // best (one block ahead leaves too little lead time to hide DRAM latency).
+  constexpr int64_t ahead = 2;
+  const auto next = [&](int64_t r, int64_t rows) {
+    return r + ahead * rows < r1 ? base + row_offset(W, r + ahead * rows) : nullptr;
+  };
+  const auto next_bytes = [&](int64_t r, int64_t rows) {
+    return row_offset(W, std::min(r1, r + (ahead + 1) * rows)) - row_offset(W, std::min(r1, r + ahead * rows));
+  };
+  int64_t r = r0;
+  if (quant && simd_quantized(W)) {
+    for (; r + 8 <= r1; r += 8)
+      for (int t = 0; t < n; t++) {
+        float* o = out + t * ldo + (r - r0);
+        // Only the first token streams from memory; later ones hit the cached block.
+        const uint8_t* pf = t == 0 ? next(r, 8) : nullptr;
+        const int64_t pfb = next_bytes(r, 8);
+        switch (W.type) {
+          case DType::Q8_0: quant_rows<DType::Q8_0>(o, W, xq[t], r, pf, pfb); break;
+          case DType::Q4_0: quant_rows<DType::Q4_0>(o, W, xq[t], r, pf, pfb); break;
+          default: quant_rows<DType::Q8_G>(o, W, xq[t], r, pf, pfb); break;
+        }
+      }
+  } else if (!quant && (W.type == DType::F32 || W.type == DType::F16)) {
+    const bool f16 = W.type == DType::F16;
+    for (; r + 8 <= r1; r += 8) {
+      if (n == 1) {  // decode: stream the rows once, prefetching the blocks ahead
+        f16 ? float_rows<true, 1>(out + (r - r0), 0, W, x, 0, r, 0, W.cols, nullptr, next(r, 8), next_bytes(r, 8))
+            : float_rows<false, 1>(out + (r - r0), 0, W, x, 0, r, 0, W.cols, nullptr, next(r, 8), next_bytes(r, 8));
+        continue;
+      }
+      // Prefill: column chunks small enough that the 8 rows' chunk stays in L1 for every token.
+      alignas(32) float carry[kTokenBlock * 8];
+      for (int t0 = 0; t0 < n; t0 += kTokenBlock) {
+        const int nt = std::min(kTokenBlock, n - t0);
+        for (int64_t j0 = 0, j1; j0 < W.cols; j0 = j1) {
+          j1 = W.cols - j0 > kColChunk ? j0 + kColChunk : W.cols;
+          int t = 0;
+          for (; t + kNT <= nt; t += kNT) {
+            float* o = out + (t0 + t) * ldo + (r - r0);
+            const float* xt = x + (t0 + t) * ldx;
+            f16 ? float_rows<true, kNT>(o, ldo, W, xt, ldx, r, j0, j1, carry + 8 * t, nullptr, 0)
+                : float_rows<false, kNT>(o, ldo, W, xt, ldx, r, j0, j1, carry + 8 * t, nullptr, 0);
+          }
+          for (; t < nt; t++) {
+            float* o = out + (t0 + t) * ldo + (r - r0);
+            const float* xt = x + (t0 + t) * ldx;
+            f16 ? float_rows<true, 1>(o, ldo, W, xt, ldx, r, j0, j1, carry + 8 * t, nullptr, 0)
+                : float_rows<false, 1>(o, ldo, W, xt, ldx, r, j0, j1, carry + 8 * t, nullptr, 0);
+          }
+        }
+      }
+    }
+  }
+  if (r < r1) ref.matmul(out + (r - r0), ldo, W, x, ldx, xq, n, r, r1);
+}
+
+void matvec(float* out, const Matrix& W, const float* x, const QuantizedVector* xq, int64_t r0, int64_t r1) {
+  matmul(out, 0, W, x, 0, xq, 1, r0, r1);
+}
+
+// Scores for 8 positions at a time with positions in lanes (each lane sums q.k in the reference's
+// order); the value sum runs over head elements in lanes, positions in the reference's order.
+void attention(float* out, float* att, const float* q, const float* k, const float* v, int pos,
+               int head_size, int64_t stride) {
+  if (head_size % 8 != 0) {
+    reference_kernels().attention(out, att, q, k, v, pos, head_size, stride);
+    return;
+  }
+  const float scale = std::sqrt(float(head_size));
+  int t = 0;
+  for (; t + 8 <= pos + 1; t += 8) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < head_size; i += 8) {
+      __m256 kt[8];
+      for (int r = 0; r < 8; r++) kt[r] = _mm256_loadu_ps(k + (t + r) * stride + i);
+      transpose8(kt);
+      for (int c = 0; c < 8; c++) acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(q[i + c]), kt[c]));
+    }
+    _mm256_storeu_ps(att + t, _mm256_div_ps(acc, _mm256_set1_ps(scale)));
+  }
+  for (; t <= pos; t++) {
+    const float* kt = k + t * stride;
+    float score = 0.0f;
+    for (int i = 0; i < head_size; i++) score += q[i] * kt[i];
+    att[t] = score / scale;
+  }
+  reference_kernels().softmax(att, pos + 1);
+  for (int i = 0; i < head_size; i += 8) {
+    __m256 o = _mm256_setzero_ps();
+    for (int p = 0; p <= pos; p++)
+      o = _mm256_add_ps(o, _mm256_mul_ps(_mm256_set1_ps(att[p]), _mm256_loadu_ps(v + p * stride + i)));
+    _mm256_storeu_ps(out + i, o);
+  }
+}
+
+// Per group: s = max|x| / 127, q = lround(x / s), exactly as the reference: the max is exact, the
+// division is IEEE in both, and lround's half-away-from-zero is trunc(v) + sign(v) when
+// |v - trunc(v)| >= 0.5 (that difference is exact). Groups not a multiple of 8 use the reference.
+void quantize(QuantizedVector& xq, const float* x) {
+  const int32_t G = xq.group;
+  if (G % 8 != 0) {
+    reference_kernels().quantize(xq, x);
+    return;
+  }
+  const __m256 sign = _mm256_set1_ps(-0.0f), half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
+  const int64_t groups = xq.n / G;
+  for (int64_t g = 0; g < groups; g++) {
+    const float* xg = x + g * G;
+    __m256 m = _mm256_setzero_ps();
+    for (int i = 0; i < G; i += 8) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(xg + i)));
+    alignas(32) float lane[8];
+    _mm256_store_ps(lane, m);
+    float amax = 0.0f;
+    for (float l : lane) amax = std::fmax(amax, l);
+    const float scale = amax / 127.0f;
+    xq.s[g] = scale;
+    int8_t* q = xq.q + g * G;
+    if (scale == 0.0f) {
+      std::memset(q, 0, size_t(G));
+      continue;
+    }
+    const __m256 vs = _mm256_set1_ps(scale);
+    for (int i = 0; i < G; i += 8) {
+      const __m256 v = _mm256_div_ps(_mm256_loadu_ps(xg + i), vs);
+      const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+      const __m256 away = _mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_sub_ps(v, t)), half, _CMP_GE_OQ);
+      const __m256 r = _mm256_add_ps(t, _mm256_and_ps(away, _mm256_or_ps(_mm256_and_ps(v, sign), one)));
+      const __m256i i32 = _mm256_cvttps_epi32(r);
+      const __m256i i8 = _mm256_packs_epi16(_mm256_packs_epi32(i32, i32), _mm256_setzero_si256());
+      // bytes 0..3 of each 128-bit lane hold elements 0..3 and 4..7
+      const __m128i lo = _mm256_castsi256_si128(i8), hi = _mm256_extracti128_si256(i8, 1);
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(q + i), _mm_unpacklo_epi32(lo, hi));
+    }
+  }
+}
+
+}  // namespace
+
+const Kernels& kernels() {
+  static const Kernels k = [] {
+    Kernels t = reference_kernels();
+    t.name = BF_SIMD_NAME;
+    t.matvec = matvec;
+    t.quantize = quantize;
+    t.matmul = matmul;
+    t.attention = attention;
+    return t;
+  }();
+  return k;
+}
+
+}  // namespace bf::BF_SIMD_NS

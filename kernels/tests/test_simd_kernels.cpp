@@ -1,0 +1,230 @@
+// Every SIMD kernel against the scalar reference on random inputs of awkward sizes.
+//
+// Tolerance: zero. The SIMD kernels are designed to be bit-identical to the reference (rows in
+// lanes keep each row's summation order; integer dots are exact), so results are compared with
+// memcmp. That is stronger than the relative tolerance float reordering would need.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/error.h"
+#include "kernels/dispatch.h"
+
+namespace bf {
+namespace {
+
+const Isa kSimdIsas[] = {Isa::Avx2, Isa::Avx512};
+
+struct RandomMatrix {
+  Matrix m;
+  std::vector<uint8_t> bytes;
+  std::vector<float> scales;
+};
+
+RandomMatrix random_matrix(DType type, int64_t rows, int64_t cols, int group, std::mt19937& rng) {
+  RandomMatrix t;
+  const int64_t n = rows * cols;
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  t.m.type = type;
+  t.m.rows = rows;
+  t.m.cols = cols;
+  switch (type) {
+    case DType::F32:
+      t.bytes.resize(size_t(n) * 4);
+      for (int64_t i = 0; i < n; i++) {
+        const float v = dist(rng);
+        std::memcpy(&t.bytes[size_t(i) * 4], &v, 4);
+      }
+      break;
+    case DType::F16:
+      t.bytes.resize(size_t(n) * 2);
+      for (int64_t i = 0; i < n; i++) {
+        const uint16_t h = f32_to_fp16(dist(rng));
+        std::memcpy(&t.bytes[size_t(i) * 2], &h, 2);
+      }
+      break;
+    case DType::Q8_0:
+    case DType::Q4_0: {
+      const size_t bb = type == DType::Q8_0 ? sizeof(BlockQ8_0) : sizeof(BlockQ4_0);
+      t.bytes.resize(size_t(n / kBlock) * bb);
+      for (size_t b = 0; b < size_t(n / kBlock); b++) {
+        const uint16_t d = f32_to_fp16(0.001f + float(rng() % 1000) / 10000.0f);
+        std::memcpy(&t.bytes[b * bb], &d, 2);
+        // Full byte range, -128 included: the integer dot must be exact for any stored weight.
+        for (size_t k = 2; k < bb; k++) t.bytes[b * bb + k] = uint8_t(rng());
+      }
+      break;
+    }
+    case DType::Q8_G:
+      t.bytes.resize(size_t(n));
+      for (auto& b : t.bytes) b = uint8_t(rng());
+      t.scales.resize(size_t(n / group));
+      for (auto& s : t.scales) s = 0.001f + float(rng() % 1000) / 10000.0f;
+      t.m.scales = t.scales.data();
+      t.m.group = group;
+      break;
+  }
+  t.m.data = t.bytes.data();
+  return t;
+}
+
+void expect_same(const std::vector<float>& a, const std::vector<float>& b, const std::string& what) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); i++)
+    ASSERT_EQ(std::memcmp(&a[i], &b[i], 4), 0) << what << " element " << i << ": " << a[i] << " vs " << b[i];
+}
+
+// Shapes not multiples of the vector width (8 floats, 16-row blocks, 32-byte blocks) on purpose.
+struct Shape {
+  DType type;
+  int64_t rows, cols;
+  int group;
+};
+const Shape kShapes[] = {
+    {DType::F32, 1, 1, 0},    {DType::F32, 7, 13, 0},   {DType::F32, 9, 8, 0},     {DType::F32, 17, 100, 0},
+    {DType::F32, 40, 172, 0}, {DType::F32, 33, 301, 0}, {DType::F16, 7, 13, 0},    {DType::F16, 25, 172, 0},
+    {DType::F16, 33, 288, 0}, {DType::Q8_0, 1, 32, 0},  {DType::Q8_0, 9, 64, 0},   {DType::Q8_0, 23, 96, 0},
+    {DType::Q8_0, 40, 288, 0}, {DType::Q8_0, 8, 172, 0}, {DType::Q8_0, 24, 172, 0}, {DType::Q4_0, 1, 32, 0},
+    {DType::Q4_0, 9, 64, 0},  {DType::Q4_0, 23, 96, 0}, {DType::Q4_0, 40, 288, 0}, {DType::Q4_0, 24, 172, 0},
+    {DType::Q8_G, 9, 64, 32}, {DType::Q8_G, 19, 128, 64}, {DType::Q8_G, 17, 40, 8}, {DType::Q8_G, 11, 96, 96},
+    // longer than the batched kernel's 512-column chunk, with a ragged end
+    {DType::F32, 17, 1100, 0}, {DType::F16, 9, 1031, 0}, {DType::Q8_0, 9, 1056, 0},
+};
+
+class SimdKernels : public ::testing::TestWithParam<Isa> {
+ protected:
+  void SetUp() override {
+    if (!isa_supported(GetParam())) GTEST_SKIP() << isa_name(GetParam()) << " not supported by this CPU";
+  }
+  const Kernels& k() const { return kernels_for(GetParam()); }
+};
+
+TEST_P(SimdKernels, MatvecEqualsReferenceBitForBit) {
+  const Kernels& ref = reference_kernels();
+  for (const Shape& s : kShapes) {
+    std::mt19937 rng(uint32_t(s.rows * 7919 + s.cols));
+    const RandomMatrix t = random_matrix(s.type, s.rows, s.cols, s.group, rng);
+    std::normal_distribution<float> dist(0.0f, 1.0f);
+    std::vector<float> x(size_t(s.cols));
+    for (auto& v : x) v = dist(rng);
+    std::vector<int8_t> q(size_t(s.cols));
+    std::vector<float> qs(size_t(s.cols));
+    QuantizedVector xq{q.data(), qs.data(), s.cols, matrix_group(t.m)};
+    const bool quant = matrix_uses_quantized_activation(t.m);
+    if (quant) ref.quantize(xq, x.data());
+    // Whole matrix, and a range starting off a row-block boundary.
+    for (const auto& [r0, r1] : {std::pair<int64_t, int64_t>{0, s.rows}, {s.rows / 3, s.rows}}) {
+      std::vector<float> want(size_t(r1 - r0)), got(size_t(r1 - r0), NAN);
+      ref.matvec(want.data(), t.m, x.data(), quant ? &xq : nullptr, r0, r1);
+      k().matvec(got.data(), t.m, x.data(), quant ? &xq : nullptr, r0, r1);
+      expect_same(want, got, std::string(dtype_name(s.type)) + " " + std::to_string(s.rows) + "x" +
+                                 std::to_string(s.cols) + " rows " + std::to_string(r0) + ".." +
+                                 std::to_string(r1));
+    }
+  }
+}
+
+TEST_P(SimdKernels, MatmulEqualsMatvecPerToken) {
+  const Kernels& ref = reference_kernels();
+  for (const Shape& s : kShapes) {
+    std::mt19937 rng(uint32_t(s.rows * 31 + s.cols));
+    const RandomMatrix t = random_matrix(s.type, s.rows, s.cols, s.group, rng);
+    const int n = 7;  // tokens: one block of 4 and a remainder
+    const int64_t ldx = s.cols + 3, ldo = s.rows + 5;
+    std::normal_distribution<float> dist(0.0f, 1.0f);
+    std::vector<float> x(size_t(n * ldx));
+    for (auto& v : x) v = dist(rng);
+    std::vector<int8_t> q(size_t(n * s.cols));
+    std::vector<float> qs(size_t(n * s.cols));
+    std::vector<QuantizedVector> xq(n);
+    const bool quant = matrix_uses_quantized_activation(t.m);
+    for (int i = 0; i < n; i++) {
+      xq[size_t(i)] = {q.data() + i * s.cols, qs.data() + i * s.cols, s.cols, matrix_group(t.m)};
+      if (quant) ref.quantize(xq[size_t(i)], x.data() + i * ldx);
+    }
+    std::vector<float> want(size_t(n * ldo), 0.0f), got(size_t(n * ldo), 0.0f);
+    for (int i = 0; i < n; i++)
+      ref.matvec(want.data() + i * ldo, t.m, x.data() + i * ldx, quant ? &xq[size_t(i)] : nullptr, 0, s.rows);
+    k().matmul(got.data(), ldo, t.m, x.data(), ldx, quant ? xq.data() : nullptr, n, 0, s.rows);
+    expect_same(want, got, std::string(dtype_name(s.type)) + " " + std::to_string(s.rows) + "x" + std::to_string(s.cols));
+  }
+}
+
+TEST_P(SimdKernels, AttentionEqualsReferenceBitForBit) {
+  const Kernels& ref = reference_kernels();
+  std::mt19937 rng(5);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  for (int head_size : {6, 8, 16, 48, 64}) {
+    const int64_t stride = head_size * 3 + 8;  // the kv_dim of a layer holding several heads
+    for (int pos : {0, 1, 7, 8, 9, 23, 64, 130}) {
+      std::vector<float> q(static_cast<size_t>(head_size)), k(static_cast<size_t>((pos + 1) * stride)), v(k.size());
+      for (auto* vec : {&q, &k, &v})
+        for (auto& e : *vec) e = dist(rng);
+      std::vector<float> want(static_cast<size_t>(head_size)), got(static_cast<size_t>(head_size), NAN);
+      std::vector<float> att_want(size_t(pos + 1)), att_got(size_t(pos + 1));
+      ref.attention(want.data(), att_want.data(), q.data(), k.data(), v.data(), pos, head_size, stride);
+      this->k().attention(got.data(), att_got.data(), q.data(), k.data(), v.data(), pos, head_size, stride);
+      expect_same(want, got, "head " + std::to_string(head_size) + " pos " + std::to_string(pos));
+      expect_same(att_want, att_got, "scores, head " + std::to_string(head_size) + " pos " + std::to_string(pos));
+    }
+  }
+}
+
+TEST_P(SimdKernels, QuantizeEqualsReferenceBitForBit) {
+  const Kernels& ref = reference_kernels();
+  std::mt19937 rng(9);
+  std::normal_distribution<float> dist(0.0f, 3.0f);
+  for (int group : {8, 32, 64, 12}) {
+    const int64_t n = group * 37;
+    std::vector<float> x(static_cast<size_t>(n));
+    for (auto& v : x) v = dist(rng);
+    for (int i = 0; i < group; i++) x[size_t(i)] = 0.0f;  // an all-zero group (scale 0)
+    // Exact halves after scaling: a group whose max is 127 makes x / s == x.
+    for (int i = 0; i < group; i++) x[size_t(group + i)] = i == 0 ? 127.0f : float(i % 9) - 4.5f;
+    std::vector<int8_t> qa(x.size()), qb(x.size());
+    std::vector<float> sa(x.size()), sb(x.size());
+    QuantizedVector a{qa.data(), sa.data(), n, group}, b{qb.data(), sb.data(), n, group};
+    ref.quantize(a, x.data());
+    k().quantize(b, x.data());
+    ASSERT_EQ(qa, qb) << "group " << group;
+    ASSERT_EQ(std::memcmp(sa.data(), sb.data(), size_t(n / group) * 4), 0) << "group " << group;
+  }
+}
+
+// The bandwidth probe's sum: reordered float additions, so a relative tolerance.
+TEST_P(SimdKernels, StreamSumWithinTolerance) {
+  std::vector<float> v(100003);
+  double exact = 0;
+  for (size_t i = 0; i < v.size(); i++) exact += v[i] = float(i % 97) * 0.25f;
+  EXPECT_NEAR(stream_sum(GetParam(), v.data(), v.size()), exact, exact * 1e-4);
+}
+
+INSTANTIATE_TEST_SUITE_P(Isa, SimdKernels, ::testing::ValuesIn(kSimdIsas),
+                         [](const auto& info) { return std::string(isa_name(info.param)); });
+
+TEST(Dispatch, BestIsaIsSupportedAndAutoPicksIt) {
+  EXPECT_TRUE(isa_supported(best_isa()));
+  EXPECT_EQ(parse_isa("--isa", "auto"), best_isa());
+  EXPECT_EQ(parse_isa("--isa", "scalar"), Isa::Scalar);
+  EXPECT_STREQ(kernels_for(Isa::Scalar).name, "scalar");
+}
+
+TEST(Dispatch, UnknownOrUnsupportedIsaIsOneClearError) {
+  EXPECT_THROW(parse_isa("--isa", "sse9"), Error);
+  for (Isa isa : kSimdIsas) {
+    if (isa_supported(isa)) continue;
+    try {
+      parse_isa("--isa", isa_name(isa));
+      FAIL() << "accepted unsupported " << isa_name(isa);
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("does not support"), std::string::npos) << e.what();
+    }
+  }
+}
+
+}  // namespace
+}  // namespace bf

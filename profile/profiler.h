@@ -1,0 +1,67 @@
+// Per-call-site counters: calls, TSC cycles (total, min, max), work done (multiply-adds, bytes of
+// weights read) and the tier each call ran at (AOT, interpreter, JIT O0..O3). Printed as a table
+// by `bareflow generate --profile`, written as JSON by --profile-json.
+//
+// record() is meant for one thread (the one running the forward pass): plain counters, no atomics.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+namespace bf::prof {
+
+// What compiled the code a call ran. Aot is the kernel built into the executable.
+enum class Tier : uint8_t { Aot, Interp, O0, O1, O2, O3, Count };
+constexpr size_t kTierCount = size_t(Tier::Count);
+const char* tier_name(Tier t);
+
+struct SiteStats {
+  std::string name;
+  uint64_t calls = 0;
+  uint64_t cycles = 0;
+  uint64_t min_cycles = UINT64_MAX;
+  uint64_t max_cycles = 0;
+  uint64_t macs = 0;   // multiply-adds
+  uint64_t bytes = 0;  // bytes of weights read
+  std::array<uint64_t, kTierCount> tier_calls{};
+  std::array<uint64_t, kTierCount> tier_cycles{};
+};
+
+class Profiler {
+ public:
+  explicit Profiler(std::vector<std::string> site_names);
+
+  void record(size_t site, uint64_t cycles, uint64_t macs, uint64_t bytes, Tier tier) {
+    SiteStats& s = sites_[site];
+    s.calls++;
+    s.cycles += cycles;
+    if (cycles < s.min_cycles) s.min_cycles = cycles;
+    if (cycles > s.max_cycles) s.max_cycles = cycles;
+    s.macs += macs;
+    s.bytes += bytes;
+    s.tier_calls[size_t(tier)]++;
+    s.tier_cycles[size_t(tier)] += cycles;
+  }
+
+  const std::vector<SiteStats>& sites() const { return sites_; }
+  uint64_t total_calls() const;
+  uint64_t total_cycles() const;
+
+  // Cycles one profiled call costs in bookkeeping (two TSC reads, the hook and record()), measured
+  // once by timing the same sequence in a loop.
+  static double overhead_cycles_per_call();
+
+  // `wall_seconds` is the time of the run being profiled (decode), used for the shares and the
+  // bookkeeping overhead; 0 = unknown.
+  void print(FILE* out, double wall_seconds) const;
+  // Throws bf::Error when the file cannot be written.
+  void write_json(const std::string& path, double wall_seconds) const;
+
+ private:
+  std::vector<SiteStats> sites_;
+};
+
+}  // namespace bf::prof
