@@ -100,55 +100,57 @@ std::vector<BenchResult> run_bench(const BenchOptions& o, FILE* log) {
     const uint64_t file_bytes = write_synthetic_gguf(path, shape, type, 42);
     std::fprintf(log, "bench: wrote %s (%.0f MB) in %.1f s\n", path.c_str(), double(file_bytes) / 1e6,
                  seconds_since(tw));
+    std::unique_ptr<Model> model;
     try {
-      const std::unique_ptr<Model> model = load_model(path);
-      const Config& c = model->config;
-      const int prompt = std::min(o.prompt, c.seq_len / 2);
-      const int decode = std::min(o.decode, c.seq_len - prompt);
-      std::vector<int> tokens(size_t(prompt + decode));
-      for (size_t i = 0; i < tokens.size(); i++) tokens[i] = int((i * 7919 + 13) % size_t(c.vocab_size));
-      for (int threads : o.threads) {
-        // Right before the row's runs: on a shared machine the bandwidth available changes.
-        const double bandwidth = measure_bandwidth(o.isa, threads);
-        std::fprintf(log, "bench: read bandwidth with %d thread(s): %.1f GB/s\n", threads, bandwidth);
-        reset_peak_rss();
-        Transformer tf(*model, kernels_for(o.isa), threads);
-        std::vector<double> dec, pre;
-        for (int run = 0; run <= o.runs; run++) {  // run 0 warms up (page faults on the mapping)
-          Clock::time_point t0 = Clock::now();
-          tf.prefill(tokens.data(), prompt, 0);
-          const double tp = seconds_since(t0);
-          t0 = Clock::now();
-          for (int i = 0; i < decode; i++) tf.forward(tokens[size_t(prompt + i)], prompt + i);
-          const double td = seconds_since(t0);
-          if (run == 0) continue;
-          pre.push_back(prompt / tp);
-          dec.push_back(decode / td);
-        }
-        BenchResult r;
-        r.shape = shape.name;
-        r.format = type;
-        r.threads = threads;
-        r.isa = isa_name(o.isa);
-        r.decode_tok_s = median(dec);
-        r.prefill_tok_s = median(pre);
-        r.bytes_per_token = model->bytes_per_token();
-        r.bandwidth_gb_s = bandwidth;
-        r.roofline_tok_s = r.bandwidth_gb_s * 1e9 / double(r.bytes_per_token);
-        r.pct_roofline = 100.0 * r.decode_tok_s / r.roofline_tok_s;
-        r.peak_rss_mb = peak_rss_mb();
-        r.load_avg = load_average();
-        r.weights_mb = double(file_bytes) / (1 << 20);
-        r.kv_cache_mb = 8.0 * c.n_layers * c.seq_len * c.kv_dim() / (1 << 20);
-        std::fprintf(log, "bench: %s %s %d thread(s): decode %.1f tok/s (%.0f%% of roofline), prefill %.1f tok/s\n",
-                     r.shape.c_str(), dtype_name(type), threads, r.decode_tok_s, r.pct_roofline, r.prefill_tok_s);
-        rows.push_back(r);
-      }
+      model = load_model(path);
     } catch (...) {
       std::remove(path.c_str());
       throw;
     }
+    // The mapping keeps the bytes: unlinking now leaves nothing behind even if the bench is killed.
     std::remove(path.c_str());
+    const Config& c = model->config;
+    const int prompt = std::min(o.prompt, c.seq_len / 2);
+    const int decode = std::min(o.decode, c.seq_len - prompt);
+    std::vector<int> tokens(size_t(prompt + decode));
+    for (size_t i = 0; i < tokens.size(); i++) tokens[i] = int((i * 7919 + 13) % size_t(c.vocab_size));
+    for (int threads : o.threads) {
+      // Right before the row's runs: on a shared machine the bandwidth available changes.
+      const double bandwidth = measure_bandwidth(o.isa, threads);
+      std::fprintf(log, "bench: read bandwidth with %d thread(s): %.1f GB/s\n", threads, bandwidth);
+      reset_peak_rss();
+      Transformer tf(*model, kernels_for(o.isa), threads);
+      std::vector<double> dec, pre;
+      for (int run = 0; run <= o.runs; run++) {  // run 0 warms up (page faults on the mapping)
+        Clock::time_point t0 = Clock::now();
+        tf.prefill(tokens.data(), prompt, 0);
+        const double tp = seconds_since(t0);
+        t0 = Clock::now();
+        for (int i = 0; i < decode; i++) tf.forward(tokens[size_t(prompt + i)], prompt + i);
+        const double td = seconds_since(t0);
+        if (run == 0) continue;
+        pre.push_back(prompt / tp);
+        dec.push_back(decode / td);
+      }
+      BenchResult r;
+      r.shape = shape.name;
+      r.format = type;
+      r.threads = threads;
+      r.isa = isa_name(o.isa);
+      r.decode_tok_s = median(dec);
+      r.prefill_tok_s = median(pre);
+      r.bytes_per_token = model->bytes_per_token();
+      r.bandwidth_gb_s = bandwidth;
+      r.roofline_tok_s = r.bandwidth_gb_s * 1e9 / double(r.bytes_per_token);
+      r.pct_roofline = 100.0 * r.decode_tok_s / r.roofline_tok_s;
+      r.peak_rss_mb = peak_rss_mb();
+      r.load_avg = load_average();
+      r.weights_mb = double(file_bytes) / (1 << 20);
+      r.kv_cache_mb = 8.0 * c.n_layers * c.seq_len * c.kv_dim() / (1 << 20);
+      std::fprintf(log, "bench: %s %s %d thread(s): decode %.1f tok/s (%.0f%% of roofline), prefill %.1f tok/s\n",
+                   r.shape.c_str(), dtype_name(type), threads, r.decode_tok_s, r.pct_roofline, r.prefill_tok_s);
+      rows.push_back(r);
+    }
   }
   return rows;
 }

@@ -23,7 +23,7 @@ const char kUsage[] =
     "                       (with --format only: stories15M,stories110M)\n"
     "  --format LIST        f32,f16,q8_0,q4_0 (with --model-shape only: f32,q8_0,q4_0)\n"
     "  -T, --threads LIST   thread counts (default: online cores)\n"
-    "  --isa ISA            scalar, avx2, avx512 or auto (default: auto)\n"
+    "  --isa[=]ISA          scalar, avx2, avx512 or auto (default: auto)\n"
     "  --runs N             timed runs per row, median reported (default 5)\n"
     "  --prompt N           prefill tokens per run (default 128)\n"
     "  --decode N           decode tokens per run (default 32)\n"
@@ -72,8 +72,8 @@ int cmd_bench(int argc, char** argv) {
     } else if (f == "-T" || f == "--threads") {
       for (const std::string& s : split_list(a.value(f))) o.threads.push_back(int(parse_int(f, s, 1, 256)));
       if (o.threads.empty()) fail(f, "empty list");
-    } else if (f == "--isa") {
-      o.isa = parse_isa(f, a.value(f));
+    } else if (f == "--isa" || f.rfind("--isa=", 0) == 0) {
+      o.isa = parse_isa("--isa", f == "--isa" ? a.value(f) : f.substr(6));
     } else if (f == "--runs") {
       o.runs = int(parse_int(f, a.value(f), 1, 1000));
     } else if (f == "--prompt") {

@@ -36,7 +36,7 @@ const char kUsage[] =
     "  -s, --seed N                RNG seed (default: time)\n"
     "  -n, --steps N               positions including the prompt; 0 = the context length (default 256)\n"
     "  -T, --threads N             threads splitting matmul rows (default: online cores; 1 creates none)\n"
-    "  --isa ISA                   kernels: scalar, avx2, avx512 or auto (default: auto = best supported)\n"
+    "  --isa[=]ISA                 kernels: scalar, avx2, avx512 or auto (default: auto = best supported)\n"
     "  --no-prefill                feed the prompt token by token instead of as one batch\n"
     "  --profile                   print per-call-site cycle counters at exit (stderr)\n"
     "  --profile-json FILE         write them as JSON\n"
@@ -118,8 +118,8 @@ int cmd_generate(int argc, char** argv) {
       steps = parse_int(f, a.value(f), 0, 1ll << 30);
     } else if (f == "-T" || f == "--threads") {
       threads = int(parse_int(f, a.value(f), 1, 256));
-    } else if (f == "--isa") {
-      isa = parse_isa(f, a.value(f));
+    } else if (f == "--isa" || f.rfind("--isa=", 0) == 0) {
+      isa = parse_isa("--isa", f == "--isa" ? a.value(f) : f.substr(6));
     } else if (f == "--no-prefill") {
       prefill = false;
     } else if (f == "--profile") {

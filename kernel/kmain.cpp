@@ -53,6 +53,7 @@ extern "C" [[noreturn]] void kmain(uint32_t magic, uint32_t info) {
   }
   phys_init(g_boot, clean_above);
   vm_init();
+  apic_virtual_wire();
   const uint64_t t_vm = monotonic_ns();
   bootfs_init(g_boot);
   for (unsigned i = 0; i < g_boot.nmods; ++i) {

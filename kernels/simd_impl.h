@@ -70,7 +70,7 @@ struct Prefetcher {
   int64_t per_step;  // bytes per step, whole cache lines
 
   Prefetcher(const uint8_t* next, int64_t bytes, int64_t steps)
-      : p(reinterpret_cast<const char*>(next)), end(p + (next ? bytes : 0)),
+      : p(reinterpret_cast<const char*>(next)), end(next ? p + bytes : p),
         per_step((bytes + 64 * steps - 1) / (64 * steps) * 64) {}
   void step() {
     for (int64_t b = 0; b < per_step && p < end; b += 64, p += 64) _mm_prefetch(p, _MM_HINT_T1);

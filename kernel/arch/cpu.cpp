@@ -2,6 +2,7 @@
 
 #include "kernel/arch/x86.h"
 #include "kernel/lib/kstring.h"
+#include "kernel/lib/layout.h"
 #include "kernel/lib/log.h"
 
 extern "C" char kernel_stack_top[];
@@ -116,6 +117,7 @@ void detect_features() {
   g_cpu.xsave = f1.c & (1u << 26);
   g_cpu.avx = f1.c & (1u << 28);
   g_cpu.rdrand = f1.c & (1u << 30);
+  g_cpu.apic = f1.d & (1u << 9);
   if (v.a >= 7) {
     const x86::Cpuid f7 = x86::cpuid(7, 0);
     g_cpu.smep = f7.b & (1u << 7);
@@ -176,6 +178,19 @@ void cpu_init() {
   mask_pic();
   enable_fpu_state();
   setup_syscall_msrs();
+}
+
+void apic_virtual_wire() {
+  if (!g_cpu.apic) return;
+  uint64_t msr = x86::rdmsr(0x1B);
+  if (!(msr & (1ull << 11))) x86::wrmsr(0x1B, msr | (1ull << 11));  // globally enabled
+  const uint64_t base = kDirectMapBase + (x86::rdmsr(0x1B) & 0xFFFFFF000ull);
+  auto reg = [base](uint32_t off) { return reinterpret_cast<volatile uint32_t*>(base + off); };
+  *reg(0x80) = 0;             // task priority: accept everything
+  *reg(0xF0) = 0x100 | 47;    // software-enabled; spurious vector 47 (ignored like a PIC spurious)
+  *reg(0x320) = 0x10000;      // LVT timer masked
+  *reg(0x350) = 0x700;        // LINT0: ExtINT (the 8259)
+  *reg(0x360) = 0x400;        // LINT1: NMI
 }
 
 void enter_user_copy(uint64_t rsp, const UserCopy& c) {

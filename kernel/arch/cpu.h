@@ -12,7 +12,7 @@ constexpr uint16_t kKernelCs = 0x08, kKernelDs = 0x10, kUserDs = 0x20 | 3, kUser
 
 struct CpuFeatures {
   char vendor[13];
-  bool nx, xsave, avx, avx512, smep, rdrand, pdpe1gb, kvm;
+  bool nx, xsave, avx, avx512, smep, rdrand, pdpe1gb, kvm, apic;
   uint32_t hwcap;  // CPUID.1:EDX, what Linux reports as AT_HWCAP on x86
   uint64_t xcr0;
 };
@@ -22,6 +22,10 @@ extern bool g_no_smep;     // "nosmep" on the command line
 extern bool g_user_entry;  // syscall entry page mapped user-executable (KVM quirk), SMEP off
 
 void cpu_init();  // everything above; call once on the boot stack
+// Puts the local APIC in virtual-wire mode (LINT0 = ExtINT) so that the 8259's IRQ 0 reaches the
+// CPU; firmware does this on a PC, QEMU's microvm (qboot) does not. Needs the APIC page mapped
+// (vm_init).
+void apic_virtual_wire();
 
 // The frame the common interrupt stub builds (from the top of the stack downwards).
 struct TrapFrame {

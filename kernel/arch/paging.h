@@ -10,11 +10,13 @@ namespace bf::kern {
 constexpr uint64_t kPteP = 1ull << 0;
 constexpr uint64_t kPteW = 1ull << 1;
 constexpr uint64_t kPteU = 1ull << 2;
+constexpr uint64_t kPtePwt = 1ull << 3;
+constexpr uint64_t kPtePcd = 1ull << 4;  // with PWT: uncached (device registers)
 constexpr uint64_t kPtePs = 1ull << 7;  // large page (in a PD or PDPT entry)
 constexpr uint64_t kPteG = 1ull << 8;
 constexpr uint64_t kPteNx = 1ull << 63;
 constexpr uint64_t kPteAddr = 0x000ffffffffff000ull;
-constexpr uint64_t kPteLeafFlags = kPteW | kPteU | kPteG | kPteNx;  // what map() callers choose
+constexpr uint64_t kPteLeafFlags = kPteW | kPteU | kPtePwt | kPtePcd | kPteG | kPteNx;  // what map() callers choose
 
 struct PtAllocator {
   void* ctx;

@@ -94,6 +94,11 @@ void vm_init() {
     const uint64_t p = uint64_t(user_start_stub);
     KASSERT(g_pt.map(p, p, kPageSize, kPteG | kPteU, false));
   }
+  if (g_cpu.apic) {
+    // The local APIC's registers, uncached, in the direct-map window.
+    const uint64_t base = x86::rdmsr(0x1B) & 0xFFFFFF000ull;
+    KASSERT(g_pt.map(kDirectMapBase + base, base, kPageSize, kPteW | kPteNx | kPtePcd | kPtePwt | kPteG, false));
+  }
   if (g_user_entry) {
     // The syscall entry code page user-executable (read-only) and its scratch page user-writable
     // (NX): see syscall/entry.cpp.

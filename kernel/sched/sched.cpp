@@ -10,6 +10,8 @@
 #include "kernel/mm/vm.h"
 #include "kernel/syscall/uaccess.h"
 
+extern "C" char user_switch_stub[], user_switch_restored[], user_switch_end[];
+
 namespace bf::kern {
 namespace {
 
@@ -19,6 +21,7 @@ constexpr unsigned kMaxThreads = 64;
 constexpr unsigned kXsaveBytes = 4096;
 
 struct Thread {
+  uint64_t uarea;  // KVM workaround: user-visible [xsave area 4 KiB | TrapFrame] (0 until needed)
   State state;
   int tid;
   uint64_t futex;     // address waited on (0: a plain sleep)
@@ -35,6 +38,7 @@ unsigned g_cur = 0;
 int g_next_tid = 2;
 bool g_need_switch = false;  // the current thread stopped being runnable
 bool g_timer_on = false;
+int g_owner = 0;  // ring-3 switching: the thread whose vector state is in the CPU (-1: nobody's)
 
 void save_fpu(unsigned i) {
   if (g_cpu.xsave) asm volatile("xsave64 %0" : "+m"(g_xsave[i]) : "a"(uint32_t(g_cpu.xcr0)), "d"(0u) : "memory");
@@ -113,6 +117,21 @@ unsigned wake(uint64_t futex, unsigned n) {
   return woken;
 }
 
+// Under the KVM workaround ring 0 cannot execute XSAVE/XRSTOR (the hypervisor's emulator fails on
+// them), so the vector state is switched in ring 3 by user_switch_stub, with per-thread areas in
+// user memory.
+bool ring3_switch() { return g_user_entry; }
+
+bool ensure_uarea(Thread& t) {
+  if (t.uarea) return true;
+  const int64_t va = vm_map_anon(0, 2 * kPageSize, kPteU | kPteW | kPteNx, false);
+  if (va < 0) return false;
+  t.uarea = uint64_t(va);
+  const uint32_t mxcsr = 0x1F80;  // XRSTOR of a never-saved area: init state, default MXCSR
+  memcpy(reinterpret_cast<void*>(t.uarea + 24), &mxcsr, 4);
+  return true;
+}
+
 bool uwrite_ok(uint64_t p, uint64_t n) { return user_range_ok(vm_tables(), p, n, Access::kWrite); }
 bool uread_ok(uint64_t p, uint64_t n) { return user_range_ok(vm_tables(), p, n, Access::kRead); }
 
@@ -146,16 +165,30 @@ int64_t sched_clone(TrapFrame* f, uint64_t flags, uint64_t stack, uint64_t ptid,
   for (unsigned i = 0; i < kMaxThreads && slot == kMaxThreads; ++i)
     if (g_threads[i].state == State::kFree) slot = i;
   if (slot == kMaxThreads) return -EAGAIN;
+  if (ring3_switch() && (!g_cpu.xsave || !ensure_uarea(g_threads[g_cur]) || !ensure_uarea(g_threads[slot])))
+    return -EAGAIN;
   Thread& c = g_threads[slot];
+  const uint64_t keep_area = c.uarea;
   c = Thread{};
+  c.uarea = keep_area;
+  if (ring3_switch()) {
+    // A fresh area: the child starts with the initial vector state.
+    memset(reinterpret_cast<void*>(c.uarea), 0, kPageSize);
+    const uint32_t mxcsr = 0x1F80;
+    memcpy(reinterpret_cast<void*>(c.uarea + 24), &mxcsr, 4);
+  }
   c.tid = g_next_tid++;
   c.ctx = *f;
   c.ctx.rax = 0;  // the child sees 0
   c.ctx.rsp = stack;
+  // Both system-call entries leave the user return address in RCX and RFLAGS in R11 (the frame's
+  // rip is only fixed up after the call on the KVM-workaround path).
+  c.ctx.rip = f->rcx;
+  c.ctx.rflags = (f->r11 & ~0x23000ull) | 0x202;
   c.fs = (flags & kSetTls) ? tls : x86::rdmsr(x86::kMsrFsBase);
   c.gs = x86::rdmsr(x86::kMsrGsBase);
   if (flags & kChildClearTid) c.clear_tid = ctid;
-  save_fpu(slot);  // the child starts with the parent's vector state
+  if (!ring3_switch()) save_fpu(slot);  // the child starts with the parent's vector state
   c.state = State::kRunnable;
   if (flags & kParentSetTid) *reinterpret_cast<int32_t*>(ptid) = c.tid;
   if (flags & kChildSetTid) *reinterpret_cast<int32_t*>(ctid) = c.tid;
@@ -233,6 +266,8 @@ int64_t sched_exit_thread(int status) {
 
 void sched_return(TrapFrame* f, bool tick) {
   if (sched_thread_count() <= 1 && !g_need_switch) return;
+  // Never preempt user_switch_stub itself: it finishes within a few instructions.
+  if (tick && ring3_switch() && f->rip >= uint64_t(user_switch_stub) && f->rip < uint64_t(user_switch_end)) return;
   wake_expired();
   if (!g_need_switch && !(tick && runnable_count() > 1)) {
     set_timer(need_timer());
@@ -241,11 +276,14 @@ void sched_return(TrapFrame* f, bool tick) {
   g_need_switch = false;
   // Save the current thread (unless it exited), then pick the next runnable one round-robin.
   Thread& cur = g_threads[g_cur];
-  if (cur.state != State::kFree) {
-    cur.ctx = *f;
+  const bool cur_alive = cur.state != State::kFree;
+  if (cur_alive) {
+    cur.ctx = *f;  // never inside user_switch_stub: ticks there are ignored (see above)
     cur.fs = x86::rdmsr(x86::kMsrFsBase);
     cur.gs = x86::rdmsr(x86::kMsrGsBase);
-    save_fpu(g_cur);
+    if (!ring3_switch()) save_fpu(g_cur);
+  } else if (g_owner == int(g_cur)) {
+    g_owner = -1;  // an exited thread's vector state is not worth saving
   }
   for (uint64_t spins = 0;; ++spins) {
     for (unsigned k = 1; k <= kMaxThreads; ++k) {
@@ -256,7 +294,19 @@ void sched_return(TrapFrame* f, bool tick) {
       *f = n.ctx;
       x86::wrmsr(x86::kMsrFsBase, n.fs);
       x86::wrmsr(x86::kMsrGsBase, n.gs);
-      restore_fpu(i);
+      if (!ring3_switch()) {
+        restore_fpu(i);
+      } else if (g_owner != int(i)) {
+        // Return through user_switch_stub, which saves the owner's vector state, loads n's and
+        // then n's registers.
+        memcpy(reinterpret_cast<void*>(n.uarea + kPageSize), &n.ctx, sizeof(TrapFrame));
+        f->rip = uint64_t(user_switch_stub);
+        f->rdi = g_owner >= 0 && g_threads[g_owner].state != State::kFree ? g_threads[g_owner].uarea : 0;
+        f->rsi = n.uarea;
+        f->rbx = n.uarea + kPageSize;
+        f->rflags = 0x202;
+        g_owner = int(i);  // the stub runs to completion before anything else can happen
+      }
       set_timer(need_timer());
       return;
     }

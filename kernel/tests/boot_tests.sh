@@ -53,6 +53,12 @@ case $case_name in
     boot --app "$guest" -- file "$f"
     expect_status 0
     grep -q "ok=1" "$tmp/out" || fail "read/mmap checksums differ" ;;
+  threads)
+    # pthreads: condvar handshake, floating point in every thread, a busy-waiting thread that
+    # only finishes if the scheduler preempts, joins. Same numbers as on Linux.
+    boot --app "$guest" -- threads
+    expect_status 0
+    printf 'threads: sum=90513 main=7542 spinner=7\n' | cmp -s - "$tmp/out" || fail "thread results differ" ;;
   bad-elf)
     for i in $(seq 20); do echo "this is not an executable"; done >"$tmp/notelf"
     boot --app "$tmp/notelf" -- x
@@ -84,6 +90,14 @@ case $case_name in
     need_models
     timeout $((T + 10)) "$bareflow" boot --tcg --machine pc --timeout $T -- generate "$models/stories260K.bin" \
       -z "$models/tok512.bin" -t 0 -n 200 -i "Once upon a time" >"$tmp/out" 2>"$tmp/err"
+    status=$?
+    expect_status 0
+    cmp "$tmp/out" "$(dirname "$0")/golden/stories260K.txt" || fail "stdout is not the golden stories260K text" ;;
+  golden-threads)
+    # bareflow's thread pool with two threads on the one CPU.
+    need_models
+    timeout $((T + 10)) "$bareflow" boot --tcg --timeout $T -- generate "$models/stories260K.bin" -z "$models/tok512.bin" \
+      -t 0 -n 200 -i "Once upon a time" -T 2 >"$tmp/out" 2>"$tmp/err"
     status=$?
     expect_status 0
     cmp "$tmp/out" "$(dirname "$0")/golden/stories260K.txt" || fail "stdout is not the golden stories260K text" ;;

@@ -32,7 +32,9 @@ for model in ["stories260K.bin", "stories260K-f32.gguf", "stories260K-q8_0.gguf"
     for isa in supported:
         for threads in ["1", "2"]:
             for prefill in [[], ["--no-prefill"]]:
-                r = run(model, "--isa", isa, "-T", threads, *prefill)
+                # both spellings of the flag: --isa X and --isa=X
+                isa_flag = ["--isa", isa] if prefill else [f"--isa={isa}"]
+                r = run(model, *isa_flag, "-T", threads, *prefill)
                 what = f"{model} --isa {isa} -T {threads} {' '.join(prefill)}"
                 if r.returncode != 0:
                     failures.append(f"{what}: exit {r.returncode}: {r.stderr.decode()}")
