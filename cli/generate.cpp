@@ -39,9 +39,10 @@ const char kUsage[] =
     "  --isa[=]ISA                 kernels: scalar, avx2, avx512 or auto (default: auto = best supported)\n"
     "  --no-prefill                feed the prompt token by token instead of as one batch\n"
     "  --profile                   print per-call-site cycle counters at exit (stderr)\n"
-    "  --profile-json FILE         write them as JSON\n"
+    "  --profile-json FILE         write them as JSON\n";
+const char kUsageEnd[] =
     "  -h, --help\n"
-    "Text streams to stdout; achieved tok/s goes to stderr.\n";
+    "Text streams to stdout; prefill and decode tok/s go to stderr.\n";
 
 bool is_file(const std::string& p) {
   struct stat st;
@@ -97,6 +98,7 @@ int cmd_generate(int argc, char** argv) {
     if (f == "-h" || f == "--help") {
       std::fputs(kUsage, stdout);
       std::fputs(jit::kCliUsage, stdout);
+      std::fputs(kUsageEnd, stdout);
       return 0;
     } else if (f == "-m" || f == "--model") {
       model_path = a.value(f);

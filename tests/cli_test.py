@@ -10,6 +10,9 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "tools"))
+from golden_text import golden_text  # noqa: E402
+
 BAREFLOW, SHARED, DERIVED = (os.path.abspath(a) for a in sys.argv[1:4])
 TMP = tempfile.mkdtemp(prefix="bareflow-cli-")
 failures = []
@@ -23,13 +26,6 @@ def check(name, ok, detail=""):
     print(("ok   " if ok else "FAIL ") + name + ("" if ok else ": " + detail))
     if not ok:
         failures.append(name)
-
-
-def golden_text():
-    """The golden run.c output, as printed in the models README (its fenced block, then newline)."""
-    readme = open(os.path.join(SHARED, "README.md"), encoding="utf-8").read()
-    block = readme.split("## Golden output", 1)[1].split("```\n", 1)[1].split("```", 1)[0]
-    return block.encode()
 
 
 def write(name, data):
@@ -89,7 +85,7 @@ def patched(data, at, fmt, value):
 
 
 def test_golden():
-    golden = golden_text()
+    golden = golden_text(SHARED)
     check("golden text is 465 bytes", len(golden) == 465, str(len(golden)))
     tok = os.path.join(SHARED, "tok512.bin")
     cases = [(os.path.join(SHARED, "stories260K.bin"), ["-z", tok]),

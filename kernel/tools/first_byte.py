@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """first_byte.py CMD...: runs CMD, reports seconds to its first stdout byte and to its exit.
-Used for the boot-to-first-token figures in docs/BENCHMARKS-kernel.md (generate prints each token
+Used for the boot-to-first-token figures in docs/BENCHMARKS.md (unikernel section) (generate prints each token
 as it is produced, so the first stdout byte is the first token)."""
 import subprocess, sys, time
 
