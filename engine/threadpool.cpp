@@ -50,11 +50,16 @@ void ThreadPool::run(void (*fn)(void*, int, int), void* ctx, int tasks) {
     for (int t = 0; t < tasks; t++) fn(ctx, t, 0);
     return;
   }
+  const uint32_t g = generation_.load(std::memory_order_relaxed) + 1;
+  // Close the previous job before touching its parameters: a worker still inside drain() for it
+  // may have read some new parameters (say a larger task count), and must not be able to claim
+  // one more task of the old generation with them. Its claim compares the whole of next_, so
+  // moving next_ to generation g (with no task available yet) makes every such claim fail.
+  next_.store(uint64_t(g) << 32 | 0x7fffffffu, std::memory_order_seq_cst);
   fn_.store(fn, std::memory_order_relaxed);
   ctx_.store(ctx, std::memory_order_relaxed);
   tasks_.store(tasks, std::memory_order_relaxed);
   done_.store(0, std::memory_order_relaxed);
-  const uint32_t g = generation_.load(std::memory_order_relaxed) + 1;
   next_.store(uint64_t(g) << 32, std::memory_order_release);
   generation_.store(g, std::memory_order_release);
   generation_.notify_all();
