@@ -7,11 +7,13 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <tuple>
 
 #include "engine/error.h"
 #include "engine/model.h"
 #include "engine/threadpool.h"
 #include "engine/transformer.h"
+#include "jit/cli.h"
 
 namespace bf::bench {
 namespace {
@@ -53,6 +55,57 @@ double peak_rss_mb() {
   while (std::getline(in, line))
     if (line.rfind("VmHWM:", 0) == 0) return double(std::stoll(line.substr(6))) / 1024.0;  // kB
   return 0.0;
+}
+
+// One run: prefill tokens[0, prompt), then decode the rest one position at a time. Returns the
+// seconds of each phase.
+std::pair<double, double> run_once(Transformer& tf, const std::vector<int>& tokens, int prompt) {
+  Clock::time_point t0 = Clock::now();
+  tf.prefill(tokens.data(), prompt, 0);
+  const double tp = seconds_since(t0);
+  t0 = Clock::now();
+  for (size_t i = size_t(prompt); i < tokens.size(); i++) tf.forward(tokens[i], int(i));
+  return {tp, seconds_since(t0)};
+}
+
+// Median prefill and decode tok/s over `runs` runs after one untimed run (page faults on the
+// mapping; with a fixed JIT tier, its compiles on each site's first call).
+std::pair<double, double> measure(Transformer& tf, const std::vector<int>& tokens, int prompt, int runs) {
+  const double decode = double(tokens.size()) - prompt;
+  std::vector<double> pre, dec;
+  for (int run = 0; run <= runs; run++) {
+    const auto [tp, td] = run_once(tf, tokens, prompt);
+    if (run == 0) continue;
+    pre.push_back(prompt / tp);
+    dec.push_back(decode / td);
+  }
+  return {median(pre), median(dec)};
+}
+
+// Decode tok/s of every JIT mode on a fresh Transformer each (prefill is not observed by the JIT).
+JitResult measure_jit(const BenchOptions& o, const Model& model, int threads, const std::vector<int>& tokens,
+                      int prompt, double aot_tok_s, FILE* log) {
+  // Tiered needs ~10,000 work units per site for O3: at most this many decode tokens of warm-up.
+  constexpr size_t kMaxWarmupTokens = 4096;
+  JitResult j;
+  for (size_t m = 0; m < o.jit.size(); m++) {
+    Transformer tf(model, kernels_for(o.isa), threads);
+    const std::unique_ptr<jit::Session> s = o.jit[m].attach(tf);
+    if (!s) fail("--jit", "LLVM cannot compile for this host");
+    const bool tiered = o.jit[m].mode == "tiered";
+    if (tiered) {
+      const size_t warmup = std::max<size_t>(1, kMaxWarmupTokens / (tokens.size() - size_t(prompt)));
+      for (size_t w = 0; w < warmup && s->time_to_top_s() < 0; w++) run_once(tf, tokens, prompt);
+      s->drain();
+      j.time_to_top_s = s->time_to_top_s();
+      j.compile_ms = s->compile_ms();
+    }
+    const double tok_s = measure(tf, tokens, prompt, o.runs).second;
+    (tiered ? j.tiered_tok_s : j.tok_s[m]) = tok_s;
+    std::fprintf(log, "bench:   jit %s: decode %.1f tok/s\n", o.jit[m].mode.c_str(), tok_s);
+  }
+  j.vs_aot = j.tok_s[3] / aot_tok_s;
+  return j;
 }
 
 }  // namespace
@@ -112,43 +165,37 @@ std::vector<BenchResult> run_bench(const BenchOptions& o, FILE* log) {
     const Config& c = model->config;
     const int prompt = std::min(o.prompt, c.seq_len / 2);
     const int decode = std::min(o.decode, c.seq_len - prompt);
-    std::vector<int> tokens(size_t(prompt + decode));
+    std::vector<int> tokens(size_t(prompt + decode));  // decode = the tokens after the prompt
     for (size_t i = 0; i < tokens.size(); i++) tokens[i] = int((i * 7919 + 13) % size_t(c.vocab_size));
     for (int threads : o.threads) {
       // Right before the row's runs: on a shared machine the bandwidth available changes.
       const double bandwidth = measure_bandwidth(o.isa, threads);
       std::fprintf(log, "bench: read bandwidth with %d thread(s): %.1f GB/s\n", threads, bandwidth);
       reset_peak_rss();
-      Transformer tf(*model, kernels_for(o.isa), threads);
-      std::vector<double> dec, pre;
-      for (int run = 0; run <= o.runs; run++) {  // run 0 warms up (page faults on the mapping)
-        Clock::time_point t0 = Clock::now();
-        tf.prefill(tokens.data(), prompt, 0);
-        const double tp = seconds_since(t0);
-        t0 = Clock::now();
-        for (int i = 0; i < decode; i++) tf.forward(tokens[size_t(prompt + i)], prompt + i);
-        const double td = seconds_since(t0);
-        if (run == 0) continue;
-        pre.push_back(prompt / tp);
-        dec.push_back(decode / td);
-      }
       BenchResult r;
+      {
+        Transformer tf(*model, kernels_for(o.isa), threads);
+        std::tie(r.prefill_tok_s, r.decode_tok_s) = measure(tf, tokens, prompt, o.runs);
+      }
       r.shape = shape.name;
       r.format = type;
       r.threads = threads;
       r.isa = isa_name(o.isa);
-      r.decode_tok_s = median(dec);
-      r.prefill_tok_s = median(pre);
       r.bytes_per_token = model->bytes_per_token();
       r.bandwidth_gb_s = bandwidth;
       r.roofline_tok_s = r.bandwidth_gb_s * 1e9 / double(r.bytes_per_token);
       r.pct_roofline = 100.0 * r.decode_tok_s / r.roofline_tok_s;
-      r.peak_rss_mb = peak_rss_mb();
+      r.peak_rss_mb = peak_rss_mb();  // of the AOT runs: taken before the JIT's
       r.load_avg = load_average();
       r.weights_mb = double(file_bytes) / (1 << 20);
       r.kv_cache_mb = 8.0 * c.n_layers * c.seq_len * c.kv_dim() / (1 << 20);
       std::fprintf(log, "bench: %s %s %d thread(s): decode %.1f tok/s (%.0f%% of roofline), prefill %.1f tok/s\n",
                    r.shape.c_str(), dtype_name(type), threads, r.decode_tok_s, r.pct_roofline, r.prefill_tok_s);
+      if (!o.jit.empty()) {
+        r.has_jit = true;
+        r.jit = measure_jit(o, *model, threads, tokens, prompt, r.decode_tok_s, log);
+        r.load_avg = load_average();
+      }
       rows.push_back(r);
     }
   }
@@ -156,13 +203,24 @@ std::vector<BenchResult> run_bench(const BenchOptions& o, FILE* log) {
 }
 
 void print_table(FILE* out, const std::vector<BenchResult>& rows) {
-  std::fprintf(out, "| shape | format | threads | isa | decode tok/s | prefill tok/s | MB/token | GB/s | roofline tok/s | %% roofline | peak RSS MB | weights+KV MB | load |\n");
-  std::fprintf(out, "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
-  for (const BenchResult& r : rows)
-    std::fprintf(out, "| %s | %s | %d | %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.0f%% | %.0f | %.0f | %.1f |\n",
+  const bool jit = !rows.empty() && rows[0].has_jit;
+  std::fprintf(out, "| shape | format | threads | isa | decode tok/s | prefill tok/s | MB/token | GB/s | roofline tok/s | %% roofline | peak RSS MB | weights+KV MB | load |");
+  if (jit) std::fprintf(out, " interp | O0 | O1 | O2 | O3 | tiered | O3/AOT | to O3 s | compile ms |");
+  std::fprintf(out, "\n| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+  if (jit) std::fprintf(out, " ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+  std::fprintf(out, "\n");
+  for (const BenchResult& r : rows) {
+    std::fprintf(out, "| %s | %s | %d | %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.0f%% | %.0f | %.0f | %.1f |",
                  r.shape.c_str(), dtype_name(r.format), r.threads, r.isa.c_str(), r.decode_tok_s,
                  r.prefill_tok_s, double(r.bytes_per_token) / 1e6, r.bandwidth_gb_s, r.roofline_tok_s,
                  r.pct_roofline, r.peak_rss_mb, r.weights_mb + r.kv_cache_mb, r.load_avg);
+    // The interpreter is not measured: ~10^4 x slower than O3, a stories15M token would take seconds.
+    const JitResult& j = r.jit;
+    if (jit)
+      std::fprintf(out, " n/a | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f | %.3f | %.0f |", j.tok_s[0], j.tok_s[1],
+                   j.tok_s[2], j.tok_s[3], j.tiered_tok_s, j.vs_aot, j.time_to_top_s, j.compile_ms);
+    std::fprintf(out, "\n");
+  }
 }
 
 void print_json(FILE* out, const std::vector<BenchResult>& rows) {
@@ -173,10 +231,19 @@ void print_json(FILE* out, const std::vector<BenchResult>& rows) {
                  "%s\n  {\"shape\": \"%s\", \"format\": \"%s\", \"threads\": %d, \"isa\": \"%s\", "
                  "\"decode_tok_s\": %.3f, \"prefill_tok_s\": %.3f, \"bytes_per_token\": %llu, "
                  "\"bandwidth_gb_s\": %.3f, \"roofline_tok_s\": %.3f, \"pct_roofline\": %.2f, "
-                 "\"peak_rss_mb\": %.1f, \"weights_mb\": %.1f, \"kv_cache_mb\": %.1f, \"load_avg\": %.2f}",
+                 "\"peak_rss_mb\": %.1f, \"weights_mb\": %.1f, \"kv_cache_mb\": %.1f, \"load_avg\": %.2f",
                  i ? "," : "", r.shape.c_str(), dtype_name(r.format), r.threads, r.isa.c_str(), r.decode_tok_s,
                  r.prefill_tok_s, (unsigned long long)r.bytes_per_token, r.bandwidth_gb_s, r.roofline_tok_s,
                  r.pct_roofline, r.peak_rss_mb, r.weights_mb, r.kv_cache_mb, r.load_avg);
+    const JitResult& j = r.jit;
+    if (r.has_jit)
+      std::fprintf(out,
+                   ", \"jit_interp_tok_s\": null, \"jit_O0_tok_s\": %.3f, \"jit_O1_tok_s\": %.3f, "
+                   "\"jit_O2_tok_s\": %.3f, \"jit_O3_tok_s\": %.3f, \"jit_tiered_tok_s\": %.3f, "
+                   "\"jit_vs_aot\": %.4f, \"jit_time_to_top_s\": %.4f, \"jit_compile_ms\": %.2f",
+                   j.tok_s[0], j.tok_s[1], j.tok_s[2], j.tok_s[3], j.tiered_tok_s, j.vs_aot, j.time_to_top_s,
+                   j.compile_ms);
+    std::fputs("}", out);
   }
   std::fputs(rows.empty() ? "]\n" : "\n]\n", out);
 }

@@ -4,6 +4,8 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -11,7 +13,22 @@
 #include "bench/synthetic.h"
 #include "kernels/dispatch.h"
 
+namespace bf {
+class Transformer;
+namespace jit {
+class Session;
+}
+}  // namespace bf
+
 namespace bf::bench {
+
+// A JIT configuration timed besides AOT (bareflow bench --jit): `mode` is its --jit=MODE, `attach`
+// starts it on a Transformer through jit::Cli (the path generate uses; null if LLVM cannot serve this
+// host). Passed in because bareflow_core does not link the JIT.
+struct JitMode {
+  std::string mode;
+  std::function<std::unique_ptr<jit::Session>(Transformer&)> attach;
+};
 
 struct BenchOptions {
   std::vector<std::pair<std::string, DType>> models;  // (shape name, weight type)
@@ -21,6 +38,16 @@ struct BenchOptions {
   int prompt = 128;       // prefill tokens per run
   int decode = 32;        // decode tokens per run
   std::string dir;        // where synthetic model files are written (and deleted)
+  std::vector<JitMode> jit;  // O0, O1, O2, O3, tiered in that order, or none
+};
+
+// Decode tok/s of the JIT modes (--jit); 0 where not measured.
+struct JitResult {
+  double tok_s[4] = {};       // every site compiled at O0, O1, O2, O3 on its first call
+  double tiered_tok_s = 0;    // tiered (from the interpreter) once every site runs at O3
+  double vs_aot = 0;          // O3 / AOT decode tok/s
+  double time_to_top_s = -1;  // tiered: seconds from the first call until every site ran at O3
+  double compile_ms = 0;      // tiered: total compile time of all its promotions
 };
 
 struct BenchResult {
@@ -33,14 +60,16 @@ struct BenchResult {
   double bandwidth_gb_s = 0, roofline_tok_s = 0, pct_roofline = 0;
   double peak_rss_mb = 0, weights_mb = 0, kv_cache_mb = 0;
   double load_avg = 0;  // 1-minute load average when the row finished (other work skews figures)
+  bool has_jit = false;
+  JitResult jit;
 };
 
 // Streaming-read bandwidth in GB/s (10^9 bytes/s) with `threads` threads over a 1 GiB buffer: the
 // best of several passes, each thread summing its slice with the ISA's widest loads.
 double measure_bandwidth(Isa isa, int threads);
 
-// Runs every (model, threads) combination, measuring the bandwidth right before each; progress
-// lines go to `log`.
+// Runs every (model, threads) combination, measuring the bandwidth right before each, then each of
+// o.jit on a fresh Transformer; progress lines go to `log`.
 std::vector<BenchResult> run_bench(const BenchOptions& o, FILE* log);
 
 void print_table(FILE* out, const std::vector<BenchResult>& rows);

@@ -1,6 +1,7 @@
 // bareflow bench: see bench/runner.h.
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -9,6 +10,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "engine/threadpool.h"
+#include "jit/cli.h"
 
 namespace bf::cli {
 namespace {
@@ -28,6 +30,9 @@ const char kUsage[] =
     "  --prompt N           prefill tokens per run (default 128)\n"
     "  --decode N           decode tokens per run (default 32)\n"
     "  --dir DIR            where the model files go (default: $TMPDIR, else /tmp)\n"
+    "  --jit                also decode with the JIT (every site compiled at O0, O1, O2, O3, and\n"
+    "                       tiered once every site runs at O3): columns per tier, O3/AOT, the\n"
+    "                       tiered run's seconds to O3 everywhere and its compile ms\n"
     "  --json               print one JSON array on stdout instead of the table\n"
     "  -h, --help\n";
 
@@ -82,6 +87,14 @@ int cmd_bench(int argc, char** argv) {
       o.decode = int(parse_int(f, a.value(f), 1, 4096));
     } else if (f == "--dir") {
       o.dir = a.value(f);
+    } else if (f == "--jit") {
+      // Each column is generate's --jit=MODE; a build without LLVM rejects the flag here.
+      o.jit.clear();  // a repeated --jit must not add columns
+      for (const char* mode : {"O0", "O1", "O2", "O3", "tiered"}) {
+        auto c = std::make_shared<jit::Cli>();
+        c->parse(std::string("--jit=") + mode, a);
+        o.jit.push_back({mode, [c](Transformer& t) { return c->attach(t, nullptr); }});
+      }
     } else if (f == "--json") {
       json = true;
     } else {

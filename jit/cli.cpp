@@ -63,10 +63,13 @@ class RuntimeSession final : public Session {
       t_.set_matvec_observer(nullptr);
   }
   void finish(FILE* out) override {
-    r_->drain();
+    drain();
     if (trace_) r_->print_summary(out);
     if (report_) r_->print_code_report(out);
   }
+  void drain() override { r_->drain(); }
+  double time_to_top_s() const override { return r_->time_to_top_s(); }
+  double compile_ms() const override { return r_->compile_ms(); }
 
  private:
   Transformer& t_;

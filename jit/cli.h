@@ -23,6 +23,12 @@ class Session {
   virtual ~Session() = default;
   // Waits for queued compiles (benchmarks), then prints the summary if --trace-jit.
   virtual void finish(FILE* out) = 0;
+  // For bareflow bench --jit. Blocks until no compile is queued or running.
+  virtual void drain() {}
+  // Seconds from the first call until every site ran at the top tier; -1 until then.
+  virtual double time_to_top_s() const { return -1; }
+  // Milliseconds spent compiling so far.
+  virtual double compile_ms() const { return 0; }
 };
 
 class Cli {

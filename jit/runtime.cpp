@@ -89,6 +89,16 @@ double Runtime::cycles_per_call(Site s, Tier t) const {
   return n ? double(st.cycles[size_t(t)].load(std::memory_order_relaxed)) / double(n) : 0.0;
 }
 
+double Runtime::time_to_top_s() const {
+  double last = 0;
+  for (const SiteState& st : sites_) {
+    const double at = st.top_at_s.load();
+    if (at < 0) return -1;
+    last = std::max(last, at);
+  }
+  return last;
+}
+
 void Runtime::on_matvec(Site s, MatvecFn fn, float* out, const Matrix& W, const float* x,
                         const QuantizedVector* xq, uint64_t cycles) {
   SiteState& st = sites_[size_t(s)];

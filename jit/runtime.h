@@ -73,6 +73,10 @@ class Runtime final : public MatvecObserver, public prof::TierSource {
   uint64_t promotions() const { return promotions_.load(); }
   uint64_t rejections() const { return rejections_.load(); }
   uint64_t failures() const { return failures_.load(); }
+  // Milliseconds spent compiling so far, all sites and tiers.
+  double compile_ms() const { return compile_ms_.load(); }
+  // Seconds from the first call until every site ran at the policy's top tier; -1 until then.
+  double time_to_top_s() const;
   // Per-site cycles per call at a tier so far (0 if it never ran there).
   double cycles_per_call(Site s, Tier t) const;
 
