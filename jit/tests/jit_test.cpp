@@ -11,66 +11,13 @@
 #include "engine/model.h"
 #include "jit/compiler.h"
 #include "jit/runtime.h"
+#include "kernels/tests/random_matrix.h"
 
 namespace bf::jit {
 namespace {
 
-struct TestMatrix {
-  Matrix m;
-  std::vector<uint8_t> data;
-  std::vector<float> scales;
-};
-
-// Half-precision scales, including subnormals (they take fp16_to_f32's slow path).
-uint16_t random_half(std::mt19937& rng) {
-  return rng() % 4 == 0 ? uint16_t(rng() % 0x400) : f32_to_fp16(std::uniform_real_distribution<float>(0.001f, 0.1f)(rng));
-}
-
-TestMatrix random_matrix(DType type, int64_t rows, int64_t cols, int32_t group, std::mt19937& rng) {
-  TestMatrix t;
-  t.m.type = type;
-  t.m.rows = rows;
-  t.m.cols = cols;
-  const int64_t n = rows * cols;
-  std::uniform_real_distribution<float> f(-1.0f, 1.0f);
-  switch (type) {
-    case DType::F32:
-      t.data.resize(size_t(n) * 4);
-      for (int64_t i = 0; i < n; i++) {
-        const float v = f(rng);
-        std::memcpy(&t.data[size_t(i) * 4], &v, 4);
-      }
-      break;
-    case DType::F16:
-      t.data.resize(size_t(n) * 2);
-      for (int64_t i = 0; i < n; i++) {
-        const uint16_t h = f32_to_fp16(f(rng));
-        std::memcpy(&t.data[size_t(i) * 2], &h, 2);
-      }
-      break;
-    case DType::Q8_0:
-    case DType::Q4_0: {
-      const size_t bs = type == DType::Q8_0 ? sizeof(BlockQ8_0) : sizeof(BlockQ4_0);
-      t.data.resize(size_t(n / kBlock) * bs);
-      for (size_t b = 0; b < t.data.size(); b += bs) {
-        const uint16_t d = random_half(rng);
-        std::memcpy(&t.data[b], &d, 2);
-        for (size_t i = 2; i < bs; i++) t.data[b + i] = uint8_t(rng());
-      }
-      break;
-    }
-    case DType::Q8_G:
-      t.m.group = group;
-      t.data.resize(size_t(n));
-      for (uint8_t& v : t.data) v = uint8_t(rng());
-      t.scales.resize(size_t(n / group));
-      for (float& s : t.scales) s = std::uniform_real_distribution<float>(0.001f, 0.05f)(rng);
-      t.m.scales = t.scales.data();
-      break;
-  }
-  t.m.data = t.data.data();
-  return t;
-}
+using test::RandomMatrix;
+using test::random_matrix;
 
 struct Shape {
   DType type;
@@ -104,7 +51,7 @@ TEST_P(Kernels, EqualTheReferenceBitForBitOnAwkwardShapes) {
   int id = 0;
   for (const Shape& sh : kShapes) {
     SCOPED_TRACE(std::string(dtype_name(sh.type)) + " " + std::to_string(sh.rows) + "x" + std::to_string(sh.cols));
-    const TestMatrix t = random_matrix(sh.type, sh.rows, sh.cols, sh.group, rng);
+    const RandomMatrix t = random_matrix(sh.type, sh.rows, sh.cols, sh.group, rng);
     std::vector<float> x(size_t(sh.cols));
     for (float& v : x) v = std::uniform_real_distribution<float>(-2.0f, 2.0f)(rng);
     std::vector<int8_t> q(x.size());
@@ -139,7 +86,7 @@ TEST_F(Kernels, ReassociatedVariantsStayWithinTolerance) {
   int id = 0;
   for (const Shape& sh : kShapes) {
     SCOPED_TRACE(std::string(dtype_name(sh.type)) + " " + std::to_string(sh.rows) + "x" + std::to_string(sh.cols));
-    const TestMatrix t = random_matrix(sh.type, sh.rows, sh.cols, sh.group, rng);
+    const RandomMatrix t = random_matrix(sh.type, sh.rows, sh.cols, sh.group, rng);
     std::vector<float> x(size_t(sh.cols));
     for (float& v : x) v = std::uniform_real_distribution<float>(-2.0f, 2.0f)(rng);
     std::vector<int8_t> q(x.size());

@@ -13,64 +13,15 @@
 
 #include "engine/error.h"
 #include "kernels/dispatch.h"
+#include "kernels/tests/random_matrix.h"
 
 namespace bf {
 namespace {
 
 const Isa kSimdIsas[] = {Isa::Avx2, Isa::Avx512};
 
-struct RandomMatrix {
-  Matrix m;
-  std::vector<uint8_t> bytes;
-  std::vector<float> scales;
-};
-
-RandomMatrix random_matrix(DType type, int64_t rows, int64_t cols, int group, std::mt19937& rng) {
-  RandomMatrix t;
-  const int64_t n = rows * cols;
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  t.m.type = type;
-  t.m.rows = rows;
-  t.m.cols = cols;
-  switch (type) {
-    case DType::F32:
-      t.bytes.resize(size_t(n) * 4);
-      for (int64_t i = 0; i < n; i++) {
-        const float v = dist(rng);
-        std::memcpy(&t.bytes[size_t(i) * 4], &v, 4);
-      }
-      break;
-    case DType::F16:
-      t.bytes.resize(size_t(n) * 2);
-      for (int64_t i = 0; i < n; i++) {
-        const uint16_t h = f32_to_fp16(dist(rng));
-        std::memcpy(&t.bytes[size_t(i) * 2], &h, 2);
-      }
-      break;
-    case DType::Q8_0:
-    case DType::Q4_0: {
-      const size_t bb = type == DType::Q8_0 ? sizeof(BlockQ8_0) : sizeof(BlockQ4_0);
-      t.bytes.resize(size_t(n / kBlock) * bb);
-      for (size_t b = 0; b < size_t(n / kBlock); b++) {
-        const uint16_t d = f32_to_fp16(0.001f + float(rng() % 1000) / 10000.0f);
-        std::memcpy(&t.bytes[b * bb], &d, 2);
-        // Full byte range, -128 included: the integer dot must be exact for any stored weight.
-        for (size_t k = 2; k < bb; k++) t.bytes[b * bb + k] = uint8_t(rng());
-      }
-      break;
-    }
-    case DType::Q8_G:
-      t.bytes.resize(size_t(n));
-      for (auto& b : t.bytes) b = uint8_t(rng());
-      t.scales.resize(size_t(n / group));
-      for (auto& s : t.scales) s = 0.001f + float(rng() % 1000) / 10000.0f;
-      t.m.scales = t.scales.data();
-      t.m.group = group;
-      break;
-  }
-  t.m.data = t.bytes.data();
-  return t;
-}
+using test::RandomMatrix;
+using test::random_matrix;
 
 void expect_same(const std::vector<float>& a, const std::vector<float>& b, const std::string& what) {
   ASSERT_EQ(a.size(), b.size());
