@@ -52,14 +52,9 @@ TEST_P(Kernels, EqualTheReferenceBitForBitOnAwkwardShapes) {
   for (const Shape& sh : kShapes) {
     SCOPED_TRACE(std::string(dtype_name(sh.type)) + " " + std::to_string(sh.rows) + "x" + std::to_string(sh.cols));
     const RandomMatrix t = random_matrix(sh.type, sh.rows, sh.cols, sh.group, rng);
-    std::vector<float> x(size_t(sh.cols));
-    for (float& v : x) v = std::uniform_real_distribution<float>(-2.0f, 2.0f)(rng);
-    std::vector<int8_t> q(x.size());
-    std::vector<float> s(x.size());
-    QuantizedVector xq{q.data(), s.data(), sh.cols, matrix_group(t.m)};
-    const bool quantized = matrix_uses_quantized_activation(t.m);
-    if (quantized) reference_kernels().quantize(xq, x.data());
-    const QuantizedVector* xqp = quantized ? &xq : nullptr;
+    const test::RandomActivation a = test::random_activation(t.m, rng);
+    const std::vector<float>& x = a.x;
+    const QuantizedVector* xqp = a.quantized();
 
     llvm::Expected<Variant> v =
         compiler_->compile(t.m, tier, "k" + std::to_string(int(tier)) + "_" + std::to_string(id++), 0);
@@ -87,18 +82,14 @@ TEST_F(Kernels, ReassociatedVariantsStayWithinTolerance) {
   for (const Shape& sh : kShapes) {
     SCOPED_TRACE(std::string(dtype_name(sh.type)) + " " + std::to_string(sh.rows) + "x" + std::to_string(sh.cols));
     const RandomMatrix t = random_matrix(sh.type, sh.rows, sh.cols, sh.group, rng);
-    std::vector<float> x(size_t(sh.cols));
-    for (float& v : x) v = std::uniform_real_distribution<float>(-2.0f, 2.0f)(rng);
-    std::vector<int8_t> q(x.size());
-    std::vector<float> s(x.size());
-    QuantizedVector xq{q.data(), s.data(), sh.cols, matrix_group(t.m)};
-    const bool quantized = matrix_uses_quantized_activation(t.m);
-    if (quantized) reference_kernels().quantize(xq, x.data());
+    const test::RandomActivation a = test::random_activation(t.m, rng);
+    const std::vector<float>& x = a.x;
+    const QuantizedVector* xqp = a.quantized();
     llvm::Expected<Variant> v = compiler_->compile(t.m, Tier::O3, "reassoc_" + std::to_string(id++), 0, true);
     ASSERT_TRUE(bool(v)) << llvm::toString(v.takeError());
     std::vector<float> want(size_t(sh.rows)), got(size_t(sh.rows));
-    reference_kernels().matvec(want.data(), t.m, x.data(), quantized ? &xq : nullptr, 0, sh.rows);
-    v->fn(got.data(), t.m, x.data(), quantized ? &xq : nullptr, 0, sh.rows);
+    reference_kernels().matvec(want.data(), t.m, x.data(), xqp, 0, sh.rows);
+    v->fn(got.data(), t.m, x.data(), xqp, 0, sh.rows);
     float largest = 0;
     for (const float w : want) largest = std::max(largest, std::fabs(w));
     for (int64_t r = 0; r < sh.rows; r++) EXPECT_NEAR(got[size_t(r)], want[size_t(r)], kReassocTolerance * largest);

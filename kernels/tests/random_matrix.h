@@ -69,4 +69,27 @@ inline RandomMatrix random_matrix(DType type, int64_t rows, int64_t cols, int32_
   return t;
 }
 
+// A random activation for W's columns, and its int8 form when W's kernel takes one (quantized with
+// the reference, as the engine does before calling any matvec variant).
+struct RandomActivation {
+  std::vector<float> x;
+  std::vector<int8_t> q;
+  std::vector<float> s;
+  QuantizedVector xq;
+  bool use_q = false;
+  const QuantizedVector* quantized() const { return use_q ? &xq : nullptr; }
+};
+
+inline RandomActivation random_activation(const Matrix& W, std::mt19937& rng) {
+  RandomActivation a;
+  a.x.resize(size_t(W.cols));
+  for (float& v : a.x) v = std::uniform_real_distribution<float>(-2.0f, 2.0f)(rng);
+  a.q.resize(a.x.size());
+  a.s.resize(a.x.size());
+  a.xq = {a.q.data(), a.s.data(), W.cols, matrix_group(W)};
+  a.use_q = matrix_uses_quantized_activation(W);
+  if (a.use_q) reference_kernels().quantize(a.xq, a.x.data());
+  return a;
+}
+
 }  // namespace bf::test

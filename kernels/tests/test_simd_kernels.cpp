@@ -59,19 +59,13 @@ TEST_P(SimdKernels, MatvecEqualsReferenceBitForBit) {
   for (const Shape& s : kShapes) {
     std::mt19937 rng(uint32_t(s.rows * 7919 + s.cols));
     const RandomMatrix t = random_matrix(s.type, s.rows, s.cols, s.group, rng);
-    std::normal_distribution<float> dist(0.0f, 1.0f);
-    std::vector<float> x(size_t(s.cols));
-    for (auto& v : x) v = dist(rng);
-    std::vector<int8_t> q(size_t(s.cols));
-    std::vector<float> qs(size_t(s.cols));
-    QuantizedVector xq{q.data(), qs.data(), s.cols, matrix_group(t.m)};
-    const bool quant = matrix_uses_quantized_activation(t.m);
-    if (quant) ref.quantize(xq, x.data());
+    const test::RandomActivation a = test::random_activation(t.m, rng);
+    const std::vector<float>& x = a.x;
     // Whole matrix, and a range starting off a row-block boundary.
     for (const auto& [r0, r1] : {std::pair<int64_t, int64_t>{0, s.rows}, {s.rows / 3, s.rows}}) {
       std::vector<float> want(size_t(r1 - r0)), got(size_t(r1 - r0), NAN);
-      ref.matvec(want.data(), t.m, x.data(), quant ? &xq : nullptr, r0, r1);
-      k().matvec(got.data(), t.m, x.data(), quant ? &xq : nullptr, r0, r1);
+      ref.matvec(want.data(), t.m, x.data(), a.quantized(), r0, r1);
+      k().matvec(got.data(), t.m, x.data(), a.quantized(), r0, r1);
       expect_same(want, got, std::string(dtype_name(s.type)) + " " + std::to_string(s.rows) + "x" +
                                  std::to_string(s.cols) + " rows " + std::to_string(r0) + ".." +
                                  std::to_string(r1));
