@@ -150,7 +150,7 @@ int cmd_generate(int argc, char** argv) {
   }
   const std::vector<int> tokens = tokenizer.encode(prompt, true, false, size_t(c.seq_len));
 
-  Transformer transformer(*model, kernels_for(isa), threads);
+  Transformer transformer(*model, kernels_for(isa), threads, int(steps));
   Sampler sampler(c.vocab_size, temperature, topp, seed);
   std::unique_ptr<prof::SiteProfiler> profiler;
   if (profile || !profile_json.empty()) {

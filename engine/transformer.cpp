@@ -16,8 +16,10 @@ const char* site_name(Site s) {
 // enough that the batch activations (kMaxBatch x hidden floats) stay within L2.
 constexpr int kMaxBatch = 64;
 
-Transformer::Transformer(const Model& model, const Kernels& kernels, int threads)
-    : model_(model), k_(kernels), pool_(threads) {
+Transformer::Transformer(const Model& model, const Kernels& kernels, int threads, int positions)
+    : model_(model), k_(kernels),
+      positions_(positions <= 0 || positions > model.config.seq_len ? model.config.seq_len : positions),
+      pool_(threads) {
   for (auto& fn : site_kernel_) fn.store(kernels.matvec, std::memory_order_relaxed);
   const Config& c = model.config;
   const size_t dim = size_t(c.dim), hidden = size_t(c.hidden_dim);
@@ -27,9 +29,9 @@ Transformer::Transformer(const Model& model, const Kernels& kernels, int threads
   hb_.resize(hidden);
   hb2_.resize(hidden);
   q_.resize(dim);
-  att_.resize(size_t(c.seq_len) * size_t(pool_.size()));  // one score row per thread
+  att_.resize(size_t(positions_) * size_t(pool_.size()));  // one score row per thread
   logits_.resize(size_t(c.vocab_size));
-  const size_t cache = size_t(c.n_layers) * size_t(c.seq_len) * size_t(c.kv_dim());
+  const size_t cache = size_t(c.n_layers) * size_t(positions_) * size_t(c.kv_dim());
   key_cache_.resize(cache);
   value_cache_.resize(cache);
   const size_t widest = std::max(dim, hidden);
@@ -66,7 +68,7 @@ float* Transformer::forward(int token, int pos) {
   const Config& c = model_.config;
   const Weights& w = model_.weights;
   assert(token >= 0 && token < c.vocab_size);
-  assert(pos >= 0 && pos < c.seq_len);
+  assert(pos >= 0 && pos < positions_);
   const int dim = c.dim, kv_dim = c.kv_dim(), head_size = c.head_size();
   float* x = x_.data();
 
@@ -74,7 +76,7 @@ float* Transformer::forward(int token, int pos) {
 
   for (int l = 0; l < c.n_layers; l++) {
     const LayerWeights& lw = w.layers[size_t(l)];
-    const size_t layer_off = size_t(l) * size_t(c.seq_len) * size_t(kv_dim);
+    const size_t layer_off = size_t(l) * size_t(positions_) * size_t(kv_dim);
     float* k = key_cache_.data() + layer_off + size_t(pos) * size_t(kv_dim);
     float* v = value_cache_.data() + layer_off + size_t(pos) * size_t(kv_dim);
 
@@ -194,7 +196,7 @@ void Transformer::attend(float* out, const float* q, int64_t ld, int n, int pos0
         const int hs = c.head_size(), kv_mul = c.n_heads / c.n_kv_heads;
         const int t = task / c.n_heads, h = task % c.n_heads;
         const size_t kv_off = j.layer_off + size_t(h / kv_mul) * size_t(hs);
-        j.self->k_.attention(j.out + t * j.ld + h * hs, j.self->att_.data() + size_t(thread) * size_t(c.seq_len),
+        j.self->k_.attention(j.out + t * j.ld + h * hs, j.self->att_.data() + size_t(thread) * size_t(j.self->positions_),
                              j.q + t * j.ld + h * hs, j.self->key_cache_.data() + kv_off,
                              j.self->value_cache_.data() + kv_off, j.pos0 + t, hs, c.kv_dim());
       },
@@ -209,7 +211,7 @@ int64_t padded(int width) { return int64_t(width) + 16; }
 
 void Transformer::prefill(const int* tokens, int n, int pos0) {
   const Config& c = model_.config;
-  assert(n >= 0 && pos0 >= 0 && pos0 + n <= c.seq_len);
+  assert(n >= 0 && pos0 >= 0 && pos0 + n <= positions_);
   if (bx_.empty()) {
     const size_t B = kMaxBatch, dim = size_t(padded(c.dim)), hidden = size_t(padded(c.hidden_dim));
     for (auto* v : {&bx_, &bxb_, &bxb2_, &bq_}) v->resize(B * dim);
@@ -239,7 +241,7 @@ void Transformer::prefill_chunk(const int* tokens, int n, int pos0) {
   }
   for (int l = 0; l < c.n_layers; l++) {
     const LayerWeights& lw = w.layers[size_t(l)];
-    const size_t layer_off = size_t(l) * size_t(c.seq_len) * size_t(kv_dim);
+    const size_t layer_off = size_t(l) * size_t(positions_) * size_t(kv_dim);
     float* K = key_cache_.data() + layer_off + size_t(pos0) * size_t(kv_dim);
     float* V = value_cache_.data() + layer_off + size_t(pos0) * size_t(kv_dim);
 

@@ -34,7 +34,9 @@ class MatvecObserver {
 class Transformer {
  public:
   // threads: matmul rows are split over a pool of that many (1: no thread is ever created).
-  Transformer(const Model& model, const Kernels& kernels, int threads = 1);
+  // positions: the KV cache holds that many positions (0, or more than seq_len: seq_len), so a
+  // short generation does not pay for the model's whole context.
+  Transformer(const Model& model, const Kernels& kernels, int threads = 1, int positions = 0);
 
   // Replaces the matvec kernel of one call site; safe while another thread runs forward().
   void set_site_kernel(Site s, MatvecFn fn) { site_kernel_[size_t(s)].store(fn, std::memory_order_release); }
@@ -43,13 +45,14 @@ class Transformer {
   // Null (the default) costs one predictable branch per matvec.
   void set_matvec_observer(MatvecObserver* o) { observer_ = o; }
 
-  // Runs `token` at position `pos` (0 <= pos < seq_len) and returns the logits (vocab_size floats,
+  // Runs `token` at position `pos` (0 <= pos < positions()) and returns the logits (vocab_size floats,
   // valid until the next call). Positions must be fed in order from 0.
   float* forward(int token, int pos);
   // Runs tokens[0..n) at positions pos0.. as a batch (matrix-matrix products), filling the KV cache
   // exactly as n forward() calls would, bit for bit, but without computing logits. Prompts go here.
   void prefill(const int* tokens, int n, int pos0);
   int threads() const { return pool_.size(); }
+  int positions() const { return positions_; }
 
   const Config& config() const { return model_.config; }
 
@@ -67,6 +70,7 @@ class Transformer {
 
   const Model& model_;
   const Kernels& k_;
+  const int positions_;
   std::array<std::atomic<MatvecFn>, kSiteCount> site_kernel_;
   MatvecObserver* observer_ = nullptr;
   // Activations (run.c's RunState).

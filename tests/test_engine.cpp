@@ -128,6 +128,22 @@ TEST(Agreement, QuantizedWithinTolerance) {
   }
 }
 
+// A KV cache sized to the generation (generate passes -n) changes only the cache's layout.
+TEST(Transformer, CacheSizedToTheStepsGivesTheSameLogits) {
+  const std::vector<int> tokens = greedy_tokens(40);
+  const auto m = load_model(shared("stories260K.bin"));
+  Transformer short_cache(*m, reference_kernels(), 1, 40);
+  EXPECT_EQ(short_cache.positions(), 40);
+  EXPECT_EQ(Transformer(*m, reference_kernels(), 1, 0).positions(), 512);
+  EXPECT_EQ(Transformer(*m, reference_kernels(), 1, 100000).positions(), 512);
+  std::vector<float> got;
+  for (size_t pos = 0; pos < tokens.size(); pos++) {
+    const float* l = short_cache.forward(tokens[pos], int(pos));
+    got.insert(got.end(), l, l + 512);
+  }
+  EXPECT_EQ(got, logits_along(shared("stories260K.bin"), tokens));
+}
+
 TEST(Tokenizer, RoundTripsTextIncludingByteFallback) {
   const Tokenizer tok = Tokenizer::from_file(shared("tok512.bin"), 512);
   for (const std::string text : {"Once upon a time", "Lily and Ben went to the park.", "tab\there",
