@@ -85,24 +85,29 @@ size_t ksnprintf(char* buf, size_t cap, const char* fmt, ...) {
   return n;
 }
 
-void klog(const char* fmt, ...) {
-  char line[512] = "[bf] ";
-  va_list ap;
-  va_start(ap, fmt);
-  size_t n = 5 + kvsnprintf(line + 5, sizeof(line) - 6, fmt, ap);
-  va_end(ap);
+namespace {
+// One console line: prefix, the formatted message (truncated to the line), newline.
+void log_line(const char* prefix, const char* fmt, va_list ap) {
+  char line[512];
+  size_t n = ksnprintf(line, sizeof(line) - 1, "%s", prefix);
+  n += kvsnprintf(line + n, sizeof(line) - 1 - n, fmt, ap);
   line[n++] = '\n';
   serial::write(serial::Port::kConsole, line, n);
 }
+}  // namespace
 
-void panic(const char* fmt, ...) {
-  char line[512] = "[bf] PANIC: ";
+void klog(const char* fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  size_t n = 12 + kvsnprintf(line + 12, sizeof(line) - 13, fmt, ap);
+  log_line("[bf] ", fmt, ap);
   va_end(ap);
-  line[n++] = '\n';
-  serial::write(serial::Port::kConsole, line, n);
+}
+
+void panic(const char* fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  log_line("[bf] PANIC: ", fmt, ap);
+  va_end(ap);
   machine_exit(kExitPanic);
 }
 
