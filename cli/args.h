@@ -1,6 +1,8 @@
 // Small helpers for the subcommands' flag parsing: every bad value throws bf::Error naming the flag.
 #pragma once
 
+#include <sys/stat.h>
+
 #include <cerrno>
 #include <cmath>
 #include <cstdint>
@@ -24,6 +26,14 @@ struct Args {
     return argv[i++];
   }
 };
+
+// True when `path` names a regular file (its size in *size when asked).
+inline bool is_file(const std::string& path, off_t* size = nullptr) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return false;
+  if (size) *size = st.st_size;
+  return true;
+}
 
 inline double parse_double(const std::string& flag, const std::string& s) {
   errno = 0;

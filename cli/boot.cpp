@@ -21,6 +21,8 @@
 #include <string>
 #include <vector>
 
+#include "cli/args.h"
+
 namespace bf::cli {
 namespace {
 
@@ -61,13 +63,6 @@ std::string self_exe() {
   const ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
   if (n <= 0) return "";
   return std::string(buf, size_t(n));
-}
-
-bool is_file(const std::string& p, off_t* size = nullptr) {
-  struct stat st;
-  if (stat(p.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return false;
-  if (size) *size = st.st_size;
-  return true;
 }
 
 std::string find_kernel_dir(const Options& o) {

@@ -1,6 +1,4 @@
 // bareflow generate: llama2.c run.c's generate loop and flags.
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -43,11 +41,6 @@ const char kUsage[] =
 const char kUsageEnd[] =
     "  -h, --help\n"
     "Text streams to stdout; prefill and decode tok/s go to stderr.\n";
-
-bool is_file(const std::string& p) {
-  struct stat st;
-  return stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
 
 std::string dir_of(const std::string& p) {
   const size_t slash = p.rfind('/');

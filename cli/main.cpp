@@ -1,11 +1,10 @@
 // bareflow: the command-line entry point. Dispatches to the subcommands in cli/commands.h.
-#include <sys/stat.h>
-
 #include <cstdio>
 #include <cstring>
 #include <new>
 #include <string>
 
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "engine/error.h"
 
@@ -47,8 +46,7 @@ int main(int argc, char** argv) {
   try {
     for (const Command& c : kCommands)
       if (cmd == c.name) return c.run(argc - 1, argv + 1);
-    struct stat st;
-    if (stat(argv[1], &st) == 0 && S_ISREG(st.st_mode)) return bf::cli::cmd_generate(argc, argv);
+    if (bf::cli::is_file(argv[1])) return bf::cli::cmd_generate(argc, argv);
     std::fprintf(stderr, "bareflow: unknown command '%s' (see bareflow --help)\n", argv[1]);
     return 2;
   } catch (const bf::Error& e) {
