@@ -38,6 +38,7 @@ struct BenchOptions {
   int prompt = 128;       // prefill tokens per run
   int decode = 32;        // decode tokens per run
   std::string dir;        // where synthetic model files are written (and deleted)
+  bool keep = false;      // leave them there (to rerun them with generate --profile)
   std::vector<JitMode> jit;  // O0, O1, O2, O3, tiered in that order, or none
 };
 
@@ -45,7 +46,8 @@ struct BenchOptions {
 struct JitResult {
   double tok_s[4] = {};       // every site compiled at O0, O1, O2, O3 on its first call
   double tiered_tok_s = 0;    // tiered (from the interpreter) once every site runs at O3
-  double vs_aot = 0;          // O3 / AOT decode tok/s
+  double vs_aot = 0;          // O3 / AOT decode speed: the median ratio of paired runs
+  double tiered_vs_aot = 0;   // tiered / AOT, the same way
   double time_to_top_s = -1;  // tiered: seconds from the first call until every site ran at O3
   double compile_ms = 0;      // tiered: total compile time of all its promotions
 };

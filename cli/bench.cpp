@@ -30,6 +30,7 @@ const char kUsage[] =
     "  --prompt N           prefill tokens per run (default 128)\n"
     "  --decode N           decode tokens per run (default 32)\n"
     "  --dir DIR            where the model files go (default: $TMPDIR, else /tmp)\n"
+    "  --keep               leave the model files there (deleted by default)\n"
     "  --jit                also decode with the JIT (every site compiled at O0, O1, O2, O3, and\n"
     "                       tiered once every site runs at O3): columns per tier, O3/AOT, the\n"
     "                       tiered run's seconds to O3 everywhere and its compile ms\n"
@@ -87,6 +88,8 @@ int cmd_bench(int argc, char** argv) {
       o.decode = int(parse_int(f, a.value(f), 1, 4096));
     } else if (f == "--dir") {
       o.dir = a.value(f);
+    } else if (f == "--keep") {
+      o.keep = true;
     } else if (f == "--jit") {
       // Each column is generate's --jit=MODE; a build without LLVM rejects the flag here.
       o.jit.clear();  // a repeated --jit must not add columns

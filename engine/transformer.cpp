@@ -12,6 +12,63 @@ const char* site_name(Site s) {
   return size_t(s) < kSiteCount ? names[size_t(s)] : "?";
 }
 
+namespace {
+
+// Row chunks per thread: several, so that a thread the OS deschedules holds up little work (the
+// others claim the rest), few enough that each chunk streams a long contiguous range.
+constexpr int kChunksPerThread = 4;
+
+// Rows [r0, r1) of chunk i of `chunks`, in multiples of 16 so SIMD kernels see whole row blocks.
+void chunk_rows(int64_t rows, int chunks, int i, int64_t* r0, int64_t* r1) {
+  const int64_t chunk = ((rows + chunks - 1) / chunks + 15) / 16 * 16;
+  *r0 = std::min(rows, chunk * i);
+  *r1 = std::min(rows, *r0 + chunk);
+}
+
+int chunk_count(int64_t rows, int threads) {
+  return int(std::min<int64_t>(threads * kChunksPerThread, (rows + 15) / 16));
+}
+
+}  // namespace
+
+const char* fusion_name(Fusion f) {
+  static const char* const names[kFusionCount] = {"qkv", "w13"};
+  return size_t(f) < kFusionCount ? names[size_t(f)] : "?";
+}
+
+int Transformer::fusion_sites(Fusion f, Site* sites) {
+  if (f == Fusion::Qkv) {
+    sites[0] = Site::Wq, sites[1] = Site::Wk, sites[2] = Site::Wv;
+    return 3;
+  }
+  sites[0] = Site::W1, sites[1] = Site::W3;
+  return 2;
+}
+
+bool Transformer::site_uniform(Site s) const {
+  const Matrix& first = site_matrix(s);
+  if (s == Site::Classifier) return true;
+  for (const LayerWeights& l : model_.weights.layers) {
+    const Matrix* const all[] = {&l.wq, &l.wk, &l.wv, &l.wo, &l.w1, &l.w2, &l.w3};
+    const Matrix& m = *all[size_t(s)];
+    if (m.type != first.type || m.group != first.group || m.rows != first.rows || m.cols != first.cols) return false;
+  }
+  return true;
+}
+
+bool Transformer::fusable(Fusion f) const {
+  Site sites[3];
+  const int n = fusion_sites(f, sites);
+  const Matrix& first = site_matrix(sites[0]);
+  for (int i = 0; i < n; i++) {
+    const Matrix& m = site_matrix(sites[i]);
+    if (!site_uniform(sites[i]) || m.type != first.type || m.group != first.group || m.cols != first.cols)
+      return false;
+    if (f == Fusion::W13 && m.rows != first.rows) return false;
+  }
+  return true;
+}
+
 // Tokens per prefill batch: enough to reuse each cached block of weight rows many times, small
 // enough that the batch activations (kMaxBatch x hidden floats) stay within L2.
 constexpr int kMaxBatch = 64;
@@ -64,6 +121,40 @@ void Transformer::matvec(Site s, float* out, const Matrix& W, const float* x) {
   if (observer_) observer_->on_matvec(s, fn, out, W, x, quantized ? &xq : nullptr, prof::cycles() - t0);
 }
 
+void Transformer::fused_matvec(Fusion f, FusedFn fn, float* const* out, const Matrix* const* W, int n,
+                               const float* x) {
+  const Matrix& W0 = *W[0];
+  QuantizedVector xq{xq_q_.data(), xq_s_.data(), W0.cols, matrix_group(W0)};
+  const bool quantized = matrix_uses_quantized_activation(W0);
+  if (quantized) k_.quantize(xq, x);  // once for the whole group
+  int64_t rows = W0.rows;
+  if (f == Fusion::Qkv)
+    for (int i = 1; i < n; i++) rows += W[i]->rows;
+  const uint64_t t0 = observer_ ? prof::cycles() : 0;
+  struct Job {
+    FusedFn fn;
+    float* const* out;
+    const Matrix* const* W;
+    const float* x;
+    const QuantizedVector* xq;
+    int64_t rows;
+    int chunks;
+  } job{fn, out, W, x, quantized ? &xq : nullptr, rows, chunk_count(rows, pool_.size())};
+  if (pool_.size() == 1) {
+    fn(out, W, x, job.xq, 0, rows);
+  } else {
+    pool_.run(
+        [](void* p, int task, int) {
+          const Job& j = *static_cast<const Job*>(p);
+          int64_t r0, r1;
+          chunk_rows(j.rows, j.chunks, task, &r0, &r1);
+          if (r0 < r1) j.fn(j.out, j.W, j.x, j.xq, r0, r1);
+        },
+        &job, job.chunks);
+  }
+  if (observer_) observer_->on_fused(f, fn, W, prof::cycles() - t0);
+}
+
 float* Transformer::forward(int token, int pos) {
   const Config& c = model_.config;
   const Weights& w = model_.weights;
@@ -82,9 +173,15 @@ float* Transformer::forward(int token, int pos) {
 
     // Attention: q, k, v of this position go straight into the cache.
     k_.rmsnorm(xb_.data(), x, lw.rms_att, dim, c.norm_eps);
-    matvec(Site::Wq, q_.data(), lw.wq, xb_.data());
-    matvec(Site::Wk, k, lw.wk, xb_.data());
-    matvec(Site::Wv, v, lw.wv, xb_.data());
+    if (const FusedFn qkv = fused_kernel_[size_t(Fusion::Qkv)].load(std::memory_order_acquire)) {
+      float* const out[3] = {q_.data(), k, v};
+      const Matrix* const W[3] = {&lw.wq, &lw.wk, &lw.wv};
+      fused_matvec(Fusion::Qkv, qkv, out, W, 3, xb_.data());
+    } else {
+      matvec(Site::Wq, q_.data(), lw.wq, xb_.data());
+      matvec(Site::Wk, k, lw.wk, xb_.data());
+      matvec(Site::Wv, v, lw.wv, xb_.data());
+    }
     k_.rope(q_.data(), k, pos, dim, kv_dim, head_size, c.rope_theta, c.rope_style);
     attend(xb_.data(), q_.data(), dim, 1, pos, layer_off);
     matvec(Site::Wo, xb2_.data(), lw.wo, xb_.data());
@@ -92,9 +189,15 @@ float* Transformer::forward(int token, int pos) {
 
     // Feed-forward: w2(silu(w1 x) * w3 x).
     k_.rmsnorm(xb_.data(), x, lw.rms_ffn, dim, c.norm_eps);
-    matvec(Site::W1, hb_.data(), lw.w1, xb_.data());
-    matvec(Site::W3, hb2_.data(), lw.w3, xb_.data());
-    k_.swiglu(hb_.data(), hb2_.data(), c.hidden_dim);
+    if (const FusedFn w13 = fused_kernel_[size_t(Fusion::W13)].load(std::memory_order_acquire)) {
+      float* const out[1] = {hb_.data()};
+      const Matrix* const W[2] = {&lw.w1, &lw.w3};
+      fused_matvec(Fusion::W13, w13, out, W, 2, xb_.data());
+    } else {
+      matvec(Site::W1, hb_.data(), lw.w1, xb_.data());
+      matvec(Site::W3, hb2_.data(), lw.w3, xb_.data());
+      k_.swiglu(hb_.data(), hb2_.data(), c.hidden_dim);
+    }
     matvec(Site::W2, xb_.data(), lw.w2, hb_.data());
     for (int i = 0; i < dim; i++) x[i] += xb_[size_t(i)];
   }
@@ -104,24 +207,6 @@ float* Transformer::forward(int token, int pos) {
   return logits_.data();
 }
 
-namespace {
-
-// Row chunks per thread: several, so that a thread the OS deschedules holds up little work (the
-// others claim the rest), few enough that each chunk streams a long contiguous range.
-constexpr int kChunksPerThread = 4;
-
-// Rows [r0, r1) of chunk i of `chunks`, in multiples of 16 so SIMD kernels see whole row blocks.
-void chunk_rows(int64_t rows, int chunks, int i, int64_t* r0, int64_t* r1) {
-  const int64_t chunk = ((rows + chunks - 1) / chunks + 15) / 16 * 16;
-  *r0 = std::min(rows, chunk * i);
-  *r1 = std::min(rows, *r0 + chunk);
-}
-
-int chunk_count(int64_t rows, int threads) {
-  return int(std::min<int64_t>(threads * kChunksPerThread, (rows + 15) / 16));
-}
-
-}  // namespace
 
 void Transformer::split_rows(MatvecFn fn, float* out, const Matrix& W, const float* x,
                              const QuantizedVector* xq) {

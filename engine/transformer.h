@@ -20,12 +20,28 @@ const char* site_name(Site s);
 
 using MatvecFn = decltype(Kernels::matvec);
 
+// Groups of matvecs that read the same activation and can run as one pass when the JIT installs a
+// fused kernel: Qkv = wq, wk, wv; W13 = w1, w3 with SwiGLU applied to the pair (w2's input).
+enum class Fusion : uint8_t { Qkv, W13, Count };
+constexpr size_t kFusionCount = size_t(Fusion::Count);
+const char* fusion_name(Fusion f);
+
+// One row range of a fused group, rows counted through the group's matrices stacked in order:
+//   Qkv: rows [0, wq.rows) of wq into out[0], then wk's into out[1], then wv's into out[2];
+//   W13: rows [0, w1.rows) of both, out[0][r] = silu(w1 x)[r] * (w3 x)[r] (the swiglu kernel's).
+// out[i] are whole output vectors (not offset by r0). Every matrix of a group takes the same
+// activation form: xq (quantized once) if they use int8 activations, else x.
+using FusedFn = void (*)(float* const* out, const Matrix* const* W, const float* x, const QuantizedVector* xq,
+                         int64_t r0, int64_t r1);
+
 // Sees every matvec call once it returned: the profiler and the JIT's tier counters. `fn` is the
 // kernel that ran, `cycles` its cost in TSC ticks (profile/cycles.h). Called on the forward thread.
 class MatvecObserver {
  public:
   virtual void on_matvec(Site s, MatvecFn fn, float* out, const Matrix& W, const float* x,
                          const QuantizedVector* xq, uint64_t cycles) = 0;
+  // A fused group ran in one pass (only once a fused kernel is installed). W: the group's matrices.
+  virtual void on_fused(Fusion f, FusedFn fn, const Matrix* const* W, uint64_t cycles) = 0;
 
  protected:
   ~MatvecObserver() = default;
@@ -42,6 +58,17 @@ class Transformer {
   void set_site_kernel(Site s, MatvecFn fn) { site_kernel_[size_t(s)].store(fn, std::memory_order_release); }
   // The matrix a site multiplies by (layer 0 for per-layer sites).
   const Matrix& site_matrix(Site s) const;
+  // Runs the group in one pass from the next forward() on (null: separate matvecs again); safe
+  // while another thread runs forward(). Only for a group fusable() says yes to.
+  void set_fused_kernel(Fusion f, FusedFn fn) { fused_kernel_[size_t(f)].store(fn, std::memory_order_release); }
+  // The sites of a group, in stacked order (W13: w1, w3), and how many there are.
+  static int fusion_sites(Fusion f, Site* sites);
+  // Whether every layer's matrix of the site has layer 0's type, group size and shape, so that one
+  // kernel specialized to site_matrix(s) serves them all (a mixed-precision file may differ).
+  bool site_uniform(Site s) const;
+  // Whether the group's sites are uniform and agree in type, group size and width (one activation
+  // form for all; W13 also in rows).
+  bool fusable(Fusion f) const;
   // Null (the default) costs one predictable branch per matvec.
   void set_matvec_observer(MatvecObserver* o) { observer_ = o; }
 
@@ -59,6 +86,8 @@ class Transformer {
  private:
   // out = W x, quantizing x first when W's kernel works on int8 activations.
   void matvec(Site s, float* out, const Matrix& W, const float* x);
+  // The group's matrices of layer l, in stacked order, through a fused kernel: one pool pass.
+  void fused_matvec(Fusion f, FusedFn fn, float* const* out, const Matrix* const* W, int n, const float* x);
   // Splits W's rows over the pool: fn(out + r0, W, x, xq, r0, r1) per thread.
   void split_rows(MatvecFn fn, float* out, const Matrix& W, const float* x, const QuantizedVector* xq);
   // out[t*ldo ..] = W x[t*ldx ..] for t < n, with the batched kernel, rows split over the pool.
@@ -72,6 +101,7 @@ class Transformer {
   const Kernels& k_;
   const int positions_;
   std::array<std::atomic<MatvecFn>, kSiteCount> site_kernel_;
+  std::array<std::atomic<FusedFn>, kFusionCount> fused_kernel_{};
   MatvecObserver* observer_ = nullptr;
   // Activations (run.c's RunState).
   std::vector<float> x_, xb_, xb2_, hb_, hb2_, q_, att_, logits_;

@@ -15,6 +15,8 @@ const char kCliUsage[] =
     "  --jit-start=interp|aot      tiered: the bottom tier (default interp)\n"
     "  --jit-thresholds A,B,C,D    tiered: work units (4096 multiply-adds) before O0,O1,O2,O3\n"
     "                              (default 10,100,1000,10000)\n"
+    "  --jit-fuse=on|off           once wq, wk, wv (or w1, w3) all run at the top tier, compile them\n"
+    "                              as one fused kernel (w1/w3 with SwiGLU): one pass (default on)\n"
     "  --jit-sync                  compile on the forward thread instead of a background thread\n"
     "  --jit-reassoc               let compiled tiers reorder float sums (vectorized f32 dot products;\n"
     "                              verified within 1e-3 of the largest output instead of bit for bit)\n"
@@ -119,6 +121,9 @@ bool Cli::parse(const std::string& flag, cli::Args& a) {
       prev = o.thresholds[i++];
     }
     if (i != 4) fail(flag, "expects 4 comma-separated numbers");
+  } else if (match(flag, "--jit-fuse", a, &v)) {
+    if (v != "on" && v != "off") fail(flag, "'" + v + "' is not on or off");
+    o.fuse = v == "on";
   } else if (flag == "--jit-reassoc") {
     o.reassoc = true;
   } else if (flag == "--jit-sync") {

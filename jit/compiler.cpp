@@ -1,7 +1,10 @@
 #include "jit/compiler.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstring>
+#include <string_view>
 #include <utility>
 
 #include "llvm/Bitcode/BitcodeReader.h"
@@ -108,21 +111,38 @@ void allow_reassociation(Module& M) {
       }
 }
 
-Expected<std::unique_ptr<Module>> specialize(LLVMContext& ctx, const Matrix& W, const std::string& name,
+Expected<std::unique_ptr<Module>> specialize(LLVMContext& ctx, const Spec& spec, const std::string& name,
                                              bool reassoc, bool corrupt, bool interp, const std::string& cpu,
                                              const std::string& features) {
+  const Matrix& W = spec.W;
   std::unique_ptr<MemoryBuffer> buf = MemoryBuffer::getMemBuffer(
       StringRef(bf_kernels_bc_start, kernel_bitcode_size()), "kernels.bc", /*RequiresNullTerminator=*/false);
   Expected<std::unique_ptr<Module>> m = parseBitcodeFile(buf->getMemBufferRef(), ctx);
   if (!m) return m.takeError();
   Module& M = **m;
-  const bool host_avx2 = features.find("+avx2") != std::string::npos;
+  const auto host_has = [&](std::string_view list) {  // every "+feature" of a comma-separated list
+    for (size_t i = 0; i < list.size();) {
+      const size_t end = std::min(list.find(',', i), list.size());
+      const std::string_view f = list.substr(i, end - i);
+      if (!f.empty() && f[0] == '+' && (features + ",").find(std::string(f) + ",") == std::string::npos) return false;
+      i = end + 1;
+    }
+    return true;
+  };
+  // The SIMD kernels of kernels/simd_impl.h, as the AOT build dispatches them (kernels/dispatch.cpp).
+  // The kernels this host runs, as the AOT build dispatches them (kernels/dispatch.cpp).
+  std::string family = "reference";  // the interpreter runs scalar IR only
+  if (!interp && host_has("+avx2,+fma,+f16c")) family = "avx2";
+  if (!interp && host_has("+avx2,+fma,+f16c,+avx512f,+avx512bw,+avx512vl,+avx512dq,+avx512vnni")) family = "avx512";
+  const std::string kind = !spec.fused ? "matvec" : spec.fusion == Fusion::Qkv ? "qkv" : "w13";
+  const std::string wanted = "bf_jit_" + kind + "_" + family;
   const std::pair<const char*, uint64_t> constants[] = {
       {"bf_spec_type", uint64_t(W.type)},
       {"bf_spec_group", uint64_t(W.group)},
       {"bf_spec_rows", uint64_t(W.rows)},
       {"bf_spec_cols", uint64_t(corrupt ? W.cols - 1 : W.cols)},
-      {"bf_spec_vector", !interp && host_avx2 ? 1u : 0u},  // the interpreter runs scalar IR only
+      {"bf_spec_rows2", uint64_t(spec.rows2)},
+      {"bf_spec_rows3", uint64_t(spec.rows3)},
   };
   for (const auto& [gname, value] : constants) {
     GlobalVariable* g = M.getGlobalVariable(gname);
@@ -133,8 +153,18 @@ Expected<std::unique_ptr<Module>> specialize(LLVMContext& ctx, const Matrix& W, 
   }
   if (!interp && features.find("+f16c") != std::string::npos) use_hardware_fp16(M);
   if (reassoc) allow_reassociation(M);
-  Function* entry = M.getFunction("bf_jit_matvec");
-  if (!entry) return err("kernel bitcode has no bf_jit_matvec");
+  Function* entry = nullptr;
+  for (const char* k : {"matvec", "qkv", "w13"})
+    for (const char* f : {"reference", "avx2", "avx512"}) {
+      const std::string e = std::string("bf_jit_") + k + "_" + f;
+      Function* fn = M.getFunction(e);
+      if (!fn) return err("kernel bitcode has no " + e);
+      if (e == wanted) {
+        entry = fn;
+      } else {
+        fn->eraseFromParent();  // with its kernels (GlobalDCE), before anything inlines them
+      }
+    }
   entry->setName(name);
   for (Function& F : M) {
     if (F.isDeclaration()) continue;
@@ -146,10 +176,10 @@ Expected<std::unique_ptr<Module>> specialize(LLVMContext& ctx, const Matrix& W, 
       F.addFnAttr(Attribute::AlwaysInline);
     }
     // Replaces clang's generic x86-64 target: the code is for this CPU. Functions the source
-    // marked target("avx2") keep their features (they only run when bf_spec_vector says so).
+    // marked for features this host lacks keep them (GlobalDCE drops them: nothing calls them).
     F.addFnAttr("target-cpu", cpu);
     F.addFnAttr("tune-cpu", cpu);
-    if (F.getFnAttribute("target-features").getValueAsString().contains("+avx2") && !host_avx2) continue;
+    if (!host_has(F.getFnAttribute("target-features").getValueAsString())) continue;
     F.addFnAttr("target-features", features);
   }
   for (GlobalVariable& G : M.globals()) {
@@ -232,13 +262,21 @@ Expected<orc::LLJIT&> Compiler::jit_for(Tier tier) {
         last_object_text_ = text;
         return obj;
       });
-  // The optimizer may turn loops into these calls; nothing else is linked into JIT'd code.
+  // The optimizer may turn loops into the first three; the reference kernels call the libm ones
+  // (at O0, where nothing folds them away, they stay reachable). Nothing else is linked into
+  // JIT'd code: the same functions the AOT kernels call.
   orc::MangleAndInterner mangle((*j)->getExecutionSession(), (*j)->getDataLayout());
   orc::SymbolMap libc;
   const std::pair<const char*, void*> functions[] = {
       {"memset", reinterpret_cast<void*>(&std::memset)},
       {"memcpy", reinterpret_cast<void*>(&std::memcpy)},
       {"memmove", reinterpret_cast<void*>(&std::memmove)},
+      {"sqrtf", reinterpret_cast<void*>(static_cast<float (*)(float)>(&::sqrtf))},
+      {"expf", reinterpret_cast<void*>(static_cast<float (*)(float)>(&::expf))},
+      {"powf", reinterpret_cast<void*>(static_cast<float (*)(float, float)>(&::powf))},
+      {"sinf", reinterpret_cast<void*>(static_cast<float (*)(float)>(&::sinf))},
+      {"cosf", reinterpret_cast<void*>(static_cast<float (*)(float)>(&::cosf))},
+      {"lroundf", reinterpret_cast<void*>(static_cast<long (*)(float)>(&::lroundf))},
   };
   for (const auto& [fname, addr] : functions)
     libc[mangle(fname)] = {orc::ExecutorAddr::fromPtr(addr), JITSymbolFlags::Exported | JITSymbolFlags::Callable};
@@ -247,14 +285,16 @@ Expected<orc::LLJIT&> Compiler::jit_for(Tier tier) {
   return *slot;
 }
 
-Expected<Variant> Compiler::compile(const Matrix& W, Tier tier, const std::string& name, size_t interp_slot,
+Expected<Variant> Compiler::compile(const Spec& spec, Tier tier, const std::string& name, size_t interp_slot,
                                     bool reassoc, bool corrupt) {
+  if (spec.fused && tier == Tier::Interp) return err("fused kernels are compiled tiers only");
   using Clock = std::chrono::steady_clock;
   const Clock::time_point start = Clock::now();
   const auto elapsed_ms = [&] { return std::chrono::duration<double, std::milli>(Clock::now() - start).count(); };
   std::lock_guard<std::mutex> lock(mu_);
   auto ctx = std::make_unique<LLVMContext>();
-  Expected<std::unique_ptr<Module>> m = specialize(*ctx, W, name, reassoc, corrupt, tier == Tier::Interp, cpu_, features_);
+  Expected<std::unique_ptr<Module>> m =
+      specialize(*ctx, spec, name, reassoc, corrupt, tier == Tier::Interp, cpu_, features_);
   if (!m) return m.takeError();
   Variant v;
   v.tier = tier;
@@ -292,7 +332,11 @@ Expected<Variant> Compiler::compile(const Matrix& W, Tier tier, const std::strin
   if (llvm::Error e = j->addIRModule(orc::ThreadSafeModule(std::move(*m), std::move(ctx)))) return e;
   Expected<orc::ExecutorAddr> addr = j->lookup(name);  // compiles and links now
   if (!addr) return addr.takeError();
-  v.fn = addr->toPtr<MatvecFn>();
+  if (spec.fused) {
+    v.fused = addr->toPtr<FusedFn>();
+  } else {
+    v.fn = addr->toPtr<MatvecFn>();
+  }
   v.code_bytes = last_object_text_;
   code_bytes_ += v.code_bytes;
   v.compile_ms = elapsed_ms();

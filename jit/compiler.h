@@ -22,8 +22,18 @@ namespace bf::jit {
 
 using prof::Tier;
 
+// What a variant computes: one site's matvec (W: layer 0's matrix of the site), or a fused group
+// (W: its first matrix; rows2, rows3: the rows of the others, which share W's type and width).
+struct Spec {
+  Matrix W;
+  bool fused = false;
+  Fusion fusion = Fusion::Qkv;
+  int64_t rows2 = 0, rows3 = 0;
+};
+
 struct Variant {
-  MatvecFn fn = nullptr;
+  MatvecFn fn = nullptr;    // a site's matvec
+  FusedFn fused = nullptr;  // a fused group (compiled tiers only)
   Tier tier = Tier::Aot;
   uint64_t code_bytes = 0;  // bytes of machine code (text sections); 0 for the interpreter
   double compile_ms = 0;    // bitcode parse + specialization + optimization + code generation
@@ -43,8 +53,12 @@ class Compiler {
   // fuse float additions and multiplications (vectorized dot products; results then differ from the
   // reference by rounding). `corrupt` bakes a wrong column count into the variant: tests use it to
   // prove that verification rejects bad code.
-  llvm::Expected<Variant> compile(const Matrix& W, Tier tier, const std::string& name, size_t interp_slot,
+  llvm::Expected<Variant> compile(const Spec& spec, Tier tier, const std::string& name, size_t interp_slot,
                                   bool reassoc = false, bool corrupt = false);
+  llvm::Expected<Variant> compile(const Matrix& W, Tier tier, const std::string& name, size_t interp_slot,
+                                  bool reassoc = false, bool corrupt = false) {
+    return compile(Spec{W}, tier, name, interp_slot, reassoc, corrupt);
+  }
 
   const std::string& cpu() const { return cpu_; }
   const std::string& features() const { return features_; }

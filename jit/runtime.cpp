@@ -49,6 +49,13 @@ Runtime::Runtime(Transformer& t, const Options& o, std::unique_ptr<Compiler> c)
   if (o_.trace)
     std::fprintf(o_.log, "jit: host cpu %s, %s compiles, kernel bitcode %zu bytes\n", compiler_->cpu().c_str(),
                  thread_.joinable() ? "background" : "synchronous", kernel_bitcode_size());
+  // A kernel is specialized to layer 0's matrix of its site: a site whose layers differ stays AOT.
+  for (size_t s = 0; s < kSiteCount; s++)
+    if (!t_.site_uniform(Site(s))) {
+      sites_[s].next_at.store(UINT64_MAX, std::memory_order_relaxed);
+      if (o_.trace)
+        std::fprintf(o_.log, "jit: %s stays aot: its layers differ in type or shape\n", site_name(Site(s)));
+    }
 }
 
 Runtime::~Runtime() {
@@ -59,6 +66,7 @@ Runtime::~Runtime() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  for (size_t f = 0; f < kFusionCount; f++) t_.set_fused_kernel(Fusion(f), nullptr);
   for (size_t s = 0; s < kSiteCount; s++)
     if (sites_[s].aot) t_.set_site_kernel(Site(s), sites_[s].aot);
 }
@@ -74,6 +82,11 @@ uint64_t Runtime::next_threshold(Tier from) const {
   for (const auto& [tier, at] : plan_)
     if (tier > from) return at;
   return UINT64_MAX;
+}
+
+Tier Runtime::tier_of_fused(Fusion f, FusedFn fn) const {
+  const FusionState& fs = fusions_[size_t(f)];
+  return fn && fs.fn.load(std::memory_order_relaxed) == fn ? Tier(fs.tier.load(std::memory_order_relaxed)) : Tier::Aot;
 }
 
 Tier Runtime::tier_of(Site s, MatvecFn fn) const {
@@ -113,16 +126,23 @@ void Runtime::on_matvec(Site s, MatvecFn fn, float* out, const Matrix& W, const 
   const uint64_t macs = uint64_t(W.rows) * uint64_t(W.cols);
   const uint64_t units = st.units.load(std::memory_order_relaxed) + (macs > kMacsPerUnit ? macs / kMacsPerUnit : 1);
   st.units.store(units, std::memory_order_relaxed);
-  if (units < st.next_at.load(std::memory_order_acquire)) return;
+  if (units < st.next_at.load(std::memory_order_acquire)) {
+    maybe_fuse(s, x, xq);
+    return;
+  }
 
   const Tier want = target(Tier(st.tier.load(std::memory_order_acquire)), units);
   if (want == Tier::Aot) return;
   st.next_at.store(UINT64_MAX, std::memory_order_relaxed);  // until the job ends
-  Job j{s, want, W, std::vector<float>(x, x + W.cols), {}, {}, xq != nullptr};
+  Job j{s, want, false, Fusion::Qkv, W, std::vector<float>(x, x + W.cols), {}, {}, xq != nullptr};
   if (xq) {
     j.q.assign(xq->q, xq->q + xq->n);
     j.s.assign(xq->s, xq->s + xq->n / xq->group);
   }
+  enqueue(std::move(j));
+}
+
+void Runtime::enqueue(Job j) {
   // A fixed tier is compiled on the forward thread, so that every later call runs at that tier.
   if (o_.sync || o_.policy != Policy::Tiered) {
     process(j);
@@ -133,6 +153,38 @@ void Runtime::on_matvec(Site s, MatvecFn fn, float* out, const Matrix& W, const 
     queue_.push_back(std::move(j));
   }
   cv_.notify_one();
+}
+
+void Runtime::maybe_fuse(Site s, const float* x, const QuantizedVector* xq) {
+  if (!o_.fuse || (s != Site::Wv && s != Site::W3)) return;
+  const Fusion f = s == Site::Wv ? Fusion::Qkv : Fusion::W13;
+  FusionState& fs = fusions_[size_t(f)];
+  if (fs.requested.load(std::memory_order_relaxed)) return;
+  const Tier top = plan_.back().first;
+  if (top == Tier::Interp) return;  // fused kernels are compiled code only
+  Site sites[3];
+  const int n = Transformer::fusion_sites(f, sites);
+  for (int i = 0; i < n; i++)
+    if (site_tier(sites[i]) != top) return;
+  fs.requested.store(true, std::memory_order_relaxed);
+  if (!t_.fusable(f)) {
+    if (o_.trace) std::fprintf(o_.log, "jit: %s not fused: its matrices differ in type or shape\n", fusion_name(f));
+    return;
+  }
+  // x is this call's activation, which every site of the group shares.
+  const Matrix& W0 = t_.site_matrix(sites[0]);
+  Job j{s, top, true, f, W0, std::vector<float>(x, x + W0.cols), {}, {}, xq != nullptr};
+  if (xq) {
+    j.q.assign(xq->q, xq->q + xq->n);
+    j.s.assign(xq->s, xq->s + xq->n / xq->group);
+  }
+  enqueue(std::move(j));
+}
+
+void Runtime::on_fused(Fusion f, FusedFn, const Matrix* const*, uint64_t cycles) {
+  FusionState& fs = fusions_[size_t(f)];
+  fs.calls.store(fs.calls.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  fs.cycles.store(fs.cycles.load(std::memory_order_relaxed) + cycles, std::memory_order_relaxed);
 }
 
 void Runtime::worker() {
@@ -189,7 +241,58 @@ bool Runtime::verify(MatvecFn fn, const Job& j, std::string* why) const {
   return true;
 }
 
+bool Runtime::verify_fused(FusedFn fn, const Job& j, std::string* why) const {
+  Site sites[3];
+  const int n = Transformer::fusion_sites(j.fusion, sites);
+  const Matrix* W[3] = {};
+  std::vector<float> want[3], got[3];
+  int64_t total = 0;
+  QuantizedVector xq{const_cast<int8_t*>(j.q.data()), const_cast<float*>(j.s.data()), j.W.cols, matrix_group(j.W)};
+  const QuantizedVector* xqp = j.quantized ? &xq : nullptr;
+  for (int i = 0; i < n; i++) {
+    W[i] = &t_.site_matrix(sites[i]);
+    want[i].resize(size_t(W[i]->rows));
+    reference_kernels().matvec(want[i].data(), *W[i], j.x.data(), xqp, 0, W[i]->rows);
+    total += W[i]->rows;
+  }
+  const int outs = j.fusion == Fusion::W13 ? 1 : n;
+  if (j.fusion == Fusion::W13) {
+    reference_kernels().swiglu(want[0].data(), want[1].data(), int(W[0]->rows));
+    total = W[0]->rows;
+  }
+  float tol = 0;  // as verify(): relative to the largest output of the call
+  if (o_.reassoc)
+    for (int i = 0; i < outs; i++)
+      for (const float w : want[i]) tol = std::max(tol, kReassocTolerance * std::fabs(w));
+  // The whole range, then a range starting mid-way as a thread of the pool would call it.
+  for (const int64_t r0 : {int64_t(0), total / 2}) {
+    float* out[3] = {};
+    for (int i = 0; i < outs; i++) {
+      got[i].assign(want[i].size(), std::nanf(""));
+      out[i] = got[i].data();
+    }
+    fn(out, W, j.x.data(), xqp, r0, total);
+    int64_t base = 0;
+    for (int i = 0; i < outs; base += int64_t(want[i].size()), i++)
+      for (int64_t r = std::max<int64_t>(r0 - base, 0); r < int64_t(want[i].size()); r++) {
+        const float g = got[i][size_t(r)], w = want[i][size_t(r)];
+        if (o_.reassoc ? !(std::fabs(g - w) <= tol) : std::memcmp(&g, &w, sizeof g) != 0) {
+          char buf[160];
+          std::snprintf(buf, sizeof buf, "%s row %" PRId64 " of [%" PRId64 ", %" PRId64 "): %.9g, reference %.9g",
+                        site_name(sites[i]), r, r0, total, double(g), double(w));
+          *why = buf;
+          return false;
+        }
+      }
+  }
+  return true;
+}
+
 void Runtime::process(Job& j) {
+  if (j.fused) {
+    process_fused(j);
+    return;
+  }
   SiteState& st = sites_[size_t(j.site)];
   const Tier from = Tier(st.tier.load(std::memory_order_relaxed));
   // The site may have crossed more thresholds while the job waited: skip the tiers in between.
@@ -229,6 +332,47 @@ void Runtime::process(Job& j) {
   st.next_at.store(next_threshold(j.tier), std::memory_order_release);
 }
 
+void Runtime::process_fused(Job& j) {
+  FusionState& fs = fusions_[size_t(j.fusion)];
+  const char* group = fusion_name(j.fusion);
+  Site sites[3];
+  const int n = Transformer::fusion_sites(j.fusion, sites);
+  Spec spec{t_.site_matrix(sites[0]), true, j.fusion};
+  spec.rows2 = t_.site_matrix(sites[1]).rows;
+  spec.rows3 = n > 2 ? t_.site_matrix(sites[2]).rows : 0;
+  const std::string name = std::string("bf_") + group + "_" + prof::tier_name(j.tier) + "_" + std::to_string(seq_++);
+  llvm::Expected<Variant> v = compiler_->compile(spec, j.tier, name, kInterpSlots, o_.reassoc, o_.corrupt || o_.corrupt_fused);
+  if (!v) {
+    failures_++;
+    std::fprintf(o_.log, "bareflow: jit: %s: fused %s compile failed (%s); its sites stay separate\n", group,
+                 prof::tier_name(j.tier), llvm::toString(v.takeError()).c_str());
+    return;
+  }
+  compile_ms_.fetch_add(v->compile_ms);
+  const double t0 = now_s();
+  std::string why;
+  if (!verify_fused(v->fused, j, &why)) {
+    rejections_++;
+    std::fprintf(o_.log, "bareflow: jit: %s: fused %s variant rejected by verification (%s); its sites stay separate\n",
+                 group, prof::tier_name(j.tier), why.c_str());
+    return;
+  }
+  const double verify_ms = (now_s() - t0) * 1e3;
+  fs.tier.store(uint8_t(j.tier), std::memory_order_relaxed);
+  fs.fn.store(v->fused, std::memory_order_release);
+  t_.set_fused_kernel(j.fusion, v->fused);
+  fs.at_s = now_s() - start_s_.load(std::memory_order_relaxed);
+  promotions_++;
+  if (o_.trace) {
+    double before = 0;  // the separate sites' cycles per call, summed
+    for (int i = 0; i < n; i++) before += cycles_per_call(sites[i], j.tier);
+    std::fprintf(o_.log,
+                 "jit: %-10s fused  -> %-6s compile %7.2f ms, %5" PRIu64
+                 " B code, verify %.2f ms; its sites ran at %.0f cycles/call together\n",
+                 group, prof::tier_name(j.tier), v->compile_ms, v->code_bytes, verify_ms, before);
+  }
+}
+
 void Runtime::print_code_report(FILE* out) const {
   std::fprintf(out, "code: matvec sites and the tiers that ran them (calls)\n");
   for (size_t s = 0; s < kSiteCount; s++) {
@@ -240,6 +384,10 @@ void Runtime::print_code_report(FILE* out) const {
         std::fprintf(out, " %s:%" PRIu64, prof::tier_name(Tier(t)), n);
     std::fputc('\n', out);
   }
+  for (size_t f = 0; f < kFusionCount; f++)
+    if (const uint64_t n = fusions_[f].calls.load(std::memory_order_relaxed))
+      std::fprintf(out, "  %-11s fused %s:%" PRIu64 "\n", fusion_name(Fusion(f)),
+                   prof::tier_name(Tier(fusions_[f].tier.load())), n);
   print_binary_code(out, measure_binary_code(), compiler_->code_bytes(), kernel_bitcode_size());
 }
 
@@ -264,6 +412,18 @@ void Runtime::print_summary(FILE* out) const {
     }
     if (const double at = st.top_at_s.load(); at >= 0) std::fprintf(out, "  %.3f s", at);
     std::fputc('\n', out);
+  }
+  for (size_t f = 0; f < kFusionCount; f++) {
+    const FusionState& fs = fusions_[f];
+    if (!fs.fn.load()) continue;
+    const uint64_t calls = fs.calls.load(std::memory_order_relaxed);
+    Site sites[3];
+    const int n = Transformer::fusion_sites(Fusion(f), sites);
+    double separate = 0;
+    for (int i = 0; i < n; i++) separate += cycles_per_call(sites[i], Tier(fs.tier.load()));
+    std::fprintf(out, "%-11s fused %s at %.3f s: %.0f cycles/call over %" PRIu64 " calls; its sites separately %.0f\n",
+                 fusion_name(Fusion(f)), prof::tier_name(Tier(fs.tier.load())), fs.at_s.load(),
+                 calls ? double(fs.cycles.load()) / double(calls) : 0.0, calls, separate);
   }
 }
 

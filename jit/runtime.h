@@ -50,7 +50,11 @@ struct Options {
   // Compiled tiers may reorder float sums (vectorized f32 dot products); verification then accepts
   // |variant - reference| <= kReassocTolerance * (largest |reference output| of the call).
   bool reassoc = false;
-  bool corrupt = false;  // tests: every variant is miscompiled, so verification must reject it
+  // Once every site of a group (wq/wk/wv, w1/w3) runs at the policy's top tier, compile the group
+  // as one fused kernel at that tier (engine/transformer.h, Fusion).
+  bool fuse = true;
+  bool corrupt = false;        // tests: every variant is miscompiled, so verification must reject it
+  bool corrupt_fused = false;  // tests: only the fused variants are
   FILE* log = stderr;
 };
 
@@ -64,12 +68,16 @@ class Runtime final : public MatvecObserver, public prof::TierSource {
 
   void on_matvec(Site s, MatvecFn fn, float* out, const Matrix& W, const float* x, const QuantizedVector* xq,
                  uint64_t cycles) override;
+  void on_fused(Fusion f, FusedFn fn, const Matrix* const* W, uint64_t cycles) override;
   Tier tier_of(Site s, MatvecFn fn) const override;
+  Tier tier_of_fused(Fusion f, FusedFn fn) const override;
 
   // Blocks until no compile is queued or running.
   void drain();
 
   Tier site_tier(Site s) const { return Tier(sites_[size_t(s)].tier.load(std::memory_order_acquire)); }
+  // The group's fused kernel, null until one is installed.
+  FusedFn fused_kernel(Fusion f) const { return fusions_[size_t(f)].fn.load(std::memory_order_acquire); }
   uint64_t promotions() const { return promotions_.load(); }
   uint64_t rejections() const { return rejections_.load(); }
   uint64_t failures() const { return failures_.load(); }
@@ -87,9 +95,11 @@ class Runtime final : public MatvecObserver, public prof::TierSource {
 
  private:
   struct Job {
-    Site site;
+    Site site;  // for a fused group: its last site (whose call captured the inputs)
     Tier tier;
-    Matrix W;
+    bool fused = false;
+    Fusion fusion = Fusion::Qkv;
+    Matrix W;  // a fused group's is unused: it is verified with layer 0's matrices
     std::vector<float> x;
     std::vector<int8_t> q;
     std::vector<float> s;
@@ -104,13 +114,25 @@ class Runtime final : public MatvecObserver, public prof::TierSource {
     std::array<std::atomic<uint64_t>, prof::kTierCount> calls{}, cycles{};
     std::atomic<double> top_at_s{-1};  // seconds from the first call to the top tier
   };
+  struct FusionState {
+    std::atomic<bool> requested{false};  // a compile is queued, running or done (forward thread)
+    std::atomic<FusedFn> fn{nullptr};
+    std::atomic<uint8_t> tier{uint8_t(Tier::Aot)};
+    std::atomic<uint64_t> calls{0}, cycles{0};
+    std::atomic<double> at_s{-1};  // seconds from the first call to its installation
+  };
 
   Runtime(Transformer& t, const Options& o, std::unique_ptr<Compiler> c);
   // Thresholds of the policy's tiers above `from`: the highest reached (Aot if none), and the next.
   Tier target(Tier from, uint64_t units) const;
   uint64_t next_threshold(Tier from) const;
   void process(Job& j);
+  void process_fused(Job& j);
   bool verify(MatvecFn fn, const Job& j, std::string* why) const;
+  bool verify_fused(FusedFn fn, const Job& j, std::string* why) const;
+  // After a call of site s: queues the fused group that s completes when all its sites are at top.
+  void maybe_fuse(Site s, const float* x, const QuantizedVector* xq);
+  void enqueue(Job j);
   void worker();
 
   Transformer& t_;
@@ -118,6 +140,7 @@ class Runtime final : public MatvecObserver, public prof::TierSource {
   std::unique_ptr<Compiler> compiler_;
   std::vector<std::pair<Tier, uint64_t>> plan_;  // tiers the policy uses, with their thresholds
   std::array<SiteState, kSiteCount> sites_;
+  std::array<FusionState, kFusionCount> fusions_;
   std::atomic<double> start_s_{0};  // first call seen, steady-clock seconds
   std::atomic<uint64_t> promotions_{0}, rejections_{0}, failures_{0}, seq_{0};
   std::atomic<double> compile_ms_{0};

@@ -332,8 +332,41 @@ void matvec(float* out, const Matrix& W, const float* x, const QuantizedVector* 
   matmul(out, 0, W, x, 0, xq, 1, r0, r1);
 }
 
-// Scores for 8 positions at a time with positions in lanes (each lane sums q.k in the reference's
-// order); the value sum runs over head elements in lanes, positions in the reference's order.
+// Scores of 8 * NG positions from t: NG independent accumulators (8 positions each, in lanes), so
+// the adds' latency overlaps; each lane sums q.k in the reference's order.
+template <int NG>
+inline void attention_scores(float* att, const float* q, const float* k, int t, int head_size, int64_t stride,
+                             float scale) {
+  __m256 acc[NG];
+  for (int g = 0; g < NG; g++) acc[g] = _mm256_setzero_ps();
+  for (int i = 0; i < head_size; i += 8) {
+#pragma GCC unroll 4
+    for (int g = 0; g < NG; g++) {
+      __m256 kt[8];
+#pragma GCC unroll 8
+      for (int r = 0; r < 8; r++) kt[r] = _mm256_loadu_ps(k + (t + 8 * g + r) * stride + i);
+      transpose8(kt);
+#pragma GCC unroll 8
+      for (int c = 0; c < 8; c++) acc[g] = _mm256_add_ps(acc[g], _mm256_mul_ps(_mm256_set1_ps(q[i + c]), kt[c]));
+    }
+  }
+  for (int g = 0; g < NG; g++) _mm256_storeu_ps(att + t + 8 * g, _mm256_div_ps(acc[g], _mm256_set1_ps(scale)));
+}
+
+// out[0 .. 8 * NB) = sum over positions p (in order) of att[p] * v[p][..]: NB independent
+// accumulators (head elements in lanes), each element summed in the reference's order.
+template <int NB>
+inline void attention_values(float* out, const float* att, const float* v, int pos, int64_t stride) {
+  __m256 o[NB];
+  for (int b = 0; b < NB; b++) o[b] = _mm256_setzero_ps();
+  for (int p = 0; p <= pos; p++) {
+    const __m256 a = _mm256_set1_ps(att[p]);
+#pragma GCC unroll 8
+    for (int b = 0; b < NB; b++) o[b] = _mm256_add_ps(o[b], _mm256_mul_ps(a, _mm256_loadu_ps(v + p * stride + 8 * b)));
+  }
+  for (int b = 0; b < NB; b++) _mm256_storeu_ps(out + 8 * b, o[b]);
+}
+
 void attention(float* out, float* att, const float* q, const float* k, const float* v, int pos,
                int head_size, int64_t stride) {
   if (head_size % 8 != 0) {
@@ -342,16 +375,8 @@ void attention(float* out, float* att, const float* q, const float* k, const flo
   }
   const float scale = std::sqrt(float(head_size));
   int t = 0;
-  for (; t + 8 <= pos + 1; t += 8) {
-    __m256 acc = _mm256_setzero_ps();
-    for (int i = 0; i < head_size; i += 8) {
-      __m256 kt[8];
-      for (int r = 0; r < 8; r++) kt[r] = _mm256_loadu_ps(k + (t + r) * stride + i);
-      transpose8(kt);
-      for (int c = 0; c < 8; c++) acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(q[i + c]), kt[c]));
-    }
-    _mm256_storeu_ps(att + t, _mm256_div_ps(acc, _mm256_set1_ps(scale)));
-  }
+  for (; t + 32 <= pos + 1; t += 32) attention_scores<4>(att, q, k, t, head_size, stride, scale);
+  for (; t + 8 <= pos + 1; t += 8) attention_scores<1>(att, q, k, t, head_size, stride, scale);
   for (; t <= pos; t++) {
     const float* kt = k + t * stride;
     float score = 0.0f;
@@ -359,12 +384,10 @@ void attention(float* out, float* att, const float* q, const float* k, const flo
     att[t] = score / scale;
   }
   reference_kernels().softmax(att, pos + 1);
-  for (int i = 0; i < head_size; i += 8) {
-    __m256 o = _mm256_setzero_ps();
-    for (int p = 0; p <= pos; p++)
-      o = _mm256_add_ps(o, _mm256_mul_ps(_mm256_set1_ps(att[p]), _mm256_loadu_ps(v + p * stride + i)));
-    _mm256_storeu_ps(out + i, o);
-  }
+  int i = 0;
+  for (; i + 64 <= head_size; i += 64) attention_values<8>(out + i, att, v + i, pos, stride);
+  for (; i + 32 <= head_size; i += 32) attention_values<4>(out + i, att, v + i, pos, stride);
+  for (; i < head_size; i += 8) attention_values<1>(out + i, att, v + i, pos, stride);
 }
 
 // Per group: s = max|x| / 127, q = lround(x / s), exactly as the reference: the max is exact, the

@@ -5,10 +5,23 @@ namespace {
 std::vector<std::string> site_names() {
   std::vector<std::string> names;
   for (size_t i = 0; i < kSiteCount; i++) names.emplace_back(site_name(Site(i)));
+  for (size_t i = 0; i < kFusionCount; i++) names.emplace_back(fusion_name(Fusion(i)));  // rows after the sites
   return names;
 }
 }  // namespace
 
 SiteProfiler::SiteProfiler() : profiler_(site_names()) {}
+
+void SiteProfiler::on_fused(Fusion f, FusedFn fn, const Matrix* const* W, uint64_t cycles) {
+  Site sites[3];
+  const int n = Transformer::fusion_sites(f, sites);
+  uint64_t macs = 0, bytes = 0;
+  for (int i = 0; i < n; i++) {
+    macs += uint64_t(W[i]->rows) * uint64_t(W[i]->cols);
+    bytes += matrix_bytes(*W[i]);
+  }
+  profiler_.record(kSiteCount + size_t(f), cycles, macs, bytes, tiers_ ? tiers_->tier_of_fused(f, fn) : Tier::Aot);
+  if (next_) next_->on_fused(f, fn, W, cycles);
+}
 
 }  // namespace bf::prof

@@ -10,6 +10,7 @@ namespace bf::prof {
 class TierSource {
  public:
   virtual Tier tier_of(Site s, MatvecFn fn) const = 0;
+  virtual Tier tier_of_fused(Fusion f, FusedFn fn) const = 0;
 
  protected:
   ~TierSource() = default;
@@ -31,6 +32,8 @@ class SiteProfiler final : public MatvecObserver {
                      tiers_ ? tiers_->tier_of(s, fn) : Tier::Aot);
     if (next_) next_->on_matvec(s, fn, out, W, x, xq, cycles);
   }
+  // Profile rows after the sites: one per fused group (qkv, w13).
+  void on_fused(Fusion f, FusedFn fn, const Matrix* const* W, uint64_t cycles) override;
 
   const Profiler& profiler() const { return profiler_; }
 

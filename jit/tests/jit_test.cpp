@@ -96,14 +96,91 @@ TEST_F(Kernels, ReassociatedVariantsStayWithinTolerance) {
   }
 }
 
+// Fused groups: three matrices of one type and width stacked (Qkv), or two of one shape with
+// SwiGLU applied (W13); rows not multiples of 8 so that ranges cross the matrices mid-block.
+TEST_P(Kernels, FusedGroupsEqualTheReferenceBitForBit) {
+  const Tier tier = GetParam();
+  if (tier == Tier::Interp) {  // compiled tiers only: the runtime fuses at the policy's top tier
+    RandomMatrix m = random_matrix(DType::F32, 8, 8, 0, *std::make_unique<std::mt19937>(1));
+    llvm::Expected<Variant> v = compiler_->compile(Spec{m.m, true, Fusion::Qkv, 8, 8}, tier, "fused_interp", 0);
+    ASSERT_FALSE(bool(v));
+    EXPECT_EQ(llvm::toString(v.takeError()), "fused kernels are compiled tiers only");
+    return;
+  }
+  struct Group {
+    DType type;
+    int64_t rows[3], cols;
+    int32_t group;
+  };
+  const Group groups[] = {
+      {DType::F32, {17, 9, 9}, 33, 0},   {DType::F16, {16, 8, 8}, 64, 0},  {DType::Q8_0, {37, 11, 11}, 96, 0},
+      {DType::Q8_0, {40, 24, 24}, 64, 0}, {DType::Q4_0, {21, 5, 5}, 64, 0}, {DType::Q8_G, {7, 3, 3}, 24, 8},
+  };
+  std::mt19937 rng(4321);
+  int id = 0;
+  for (const Fusion f : {Fusion::Qkv, Fusion::W13}) {
+    for (const Group& g : groups) {
+      const int n = f == Fusion::Qkv ? 3 : 2;
+      SCOPED_TRACE(std::string(fusion_name(f)) + " " + dtype_name(g.type) + " x" + std::to_string(g.cols));
+      RandomMatrix m[3];
+      const Matrix* W[3] = {};
+      for (int i = 0; i < n; i++) {
+        m[i] = random_matrix(g.type, f == Fusion::Qkv ? g.rows[i] : g.rows[0], g.cols, g.group, rng);
+        W[i] = &m[i].m;
+      }
+      const test::RandomActivation a = test::random_activation(m[0].m, rng);
+      const QuantizedVector* xqp = a.quantized();
+      Spec spec{m[0].m, true, f, W[1]->rows, n > 2 ? W[2]->rows : 0};
+      llvm::Expected<Variant> v = compiler_->compile(spec, tier, "fused_" + std::to_string(id++), 0);
+      ASSERT_TRUE(bool(v)) << llvm::toString(v.takeError());
+      ASSERT_NE(v->fused, nullptr);
+      // The reference: separate matvecs (and swiglu for W13), stacked as the fused row space.
+      std::vector<float> want[3];
+      for (int i = 0; i < n; i++) {
+        want[i].resize(size_t(W[i]->rows));
+        reference_kernels().matvec(want[i].data(), *W[i], a.x.data(), xqp, 0, W[i]->rows);
+      }
+      const int outs = f == Fusion::W13 ? 1 : n;
+      if (f == Fusion::W13) reference_kernels().swiglu(want[0].data(), want[1].data(), int(W[0]->rows));
+      std::vector<float> stacked;
+      for (int i = 0; i < outs; i++) stacked.insert(stacked.end(), want[i].begin(), want[i].end());
+      const int64_t total = int64_t(stacked.size());
+      // Every range [r0, r1) over a coarse grid: inside one matrix, across two, across all three.
+      for (int64_t r0 = 0; r0 < total; r0 += 5)
+        for (int64_t r1 = r0 + 1; r1 <= total; r1 += 7) {
+          std::vector<float> got[3];
+          float* out[3] = {};
+          for (int i = 0; i < outs; i++) {
+            got[i].assign(want[i].size(), -7.0f);
+            out[i] = got[i].data();
+          }
+          v->fused(out, W, a.x.data(), xqp, r0, r1);
+          int64_t r = 0;
+          for (int i = 0; i < outs; i++)
+            for (const float g : got[i]) {
+              if (r >= r0 && r < r1) {
+                ASSERT_EQ(0, std::memcmp(&g, &stacked[size_t(r)], 4)) << "row " << r << " of [" << r0 << ", " << r1 << ")";
+              } else {
+                ASSERT_EQ(g, -7.0f) << "row " << r << " written outside [" << r0 << ", " << r1 << ")";
+              }
+              r++;
+            }
+        }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllTiers, Kernels, ::testing::Values(Tier::Interp, Tier::O0, Tier::O1, Tier::O2, Tier::O3),
                          [](const ::testing::TestParamInfo<Tier>& i) { return std::string(prof::tier_name(i.param)); });
 
 // Runs `steps` positions with the JIT attached and compares every logit with a JIT-free run.
 // `check` then inspects the runtime.
+// `edit` may change the model first (both runs see the change).
 void expect_identical_logits(const char* model_file, const Options& o, int steps,
-                             const std::function<void(Runtime&)>& check = nullptr) {
+                             const std::function<void(Runtime&)>& check = nullptr,
+                             const std::function<void(Model&)>& edit = nullptr) {
   const std::unique_ptr<Model> model = load_model(std::string(BF_SHARED_MODELS "/") + model_file);
+  if (edit) edit(*model);
   Transformer ref(*model, reference_kernels());
   Transformer jit(*model, reference_kernels());
   std::unique_ptr<Runtime> r = Runtime::create(jit, o);
@@ -130,6 +207,10 @@ TEST(Runtime, TiersEverySiteUpToO3WithIdenticalLogits) {
     o.log = stderr;
     expect_identical_logits(model, o, 24, [](Runtime& r) {
       for (size_t s = 0; s < kSiteCount; s++) EXPECT_EQ(r.site_tier(Site(s)), Tier::O3) << site_name(Site(s));
+      // Then both groups fused at O3 (the later positions ran through them, logits unchanged).
+      EXPECT_NE(r.fused_kernel(Fusion::Qkv), nullptr);
+      EXPECT_NE(r.fused_kernel(Fusion::W13), nullptr);
+      EXPECT_EQ(r.tier_of_fused(Fusion::Qkv, r.fused_kernel(Fusion::Qkv)), Tier::O3);
       EXPECT_EQ(r.rejections(), 0u);
       EXPECT_EQ(r.failures(), 0u);
       EXPECT_GT(r.cycles_per_call(Site::Wq, Tier::Interp), 0.0);
@@ -166,6 +247,50 @@ TEST(Runtime, MiscompiledVariantIsRejectedAndSiteStaysOnItsTier) {
     EXPECT_NE(std::strstr(line, "rejected by verification"), nullptr) << line;
     std::fclose(log);
   }
+}
+
+TEST(Runtime, MiscompiledFusedVariantIsRejectedAndSitesStaySeparate) {
+  Options o;
+  o.sync = true;
+  o.thresholds = {2, 4, 8, 16};
+  o.corrupt_fused = true;
+  FILE* log = std::tmpfile();
+  o.log = log;
+  expect_identical_logits("stories260K-q8_0.gguf", o, 24, [](Runtime& r) {
+    EXPECT_EQ(r.rejections(), kFusionCount);
+    EXPECT_EQ(r.fused_kernel(Fusion::Qkv), nullptr);
+    EXPECT_EQ(r.fused_kernel(Fusion::W13), nullptr);
+    for (size_t s = 0; s < kSiteCount; s++) EXPECT_EQ(r.site_tier(Site(s)), Tier::O3);
+  });
+  std::rewind(log);
+  char line[512] = {};
+  ASSERT_NE(std::fgets(line, sizeof line, log), nullptr);
+  EXPECT_NE(std::strstr(line, "fused O3 variant rejected by verification"), nullptr) << line;
+  std::fclose(log);
+}
+
+// A mixed-precision file: one layer's wq in another type. A kernel specialized to layer 0 would
+// misread it, so wq stays AOT and qkv is not fused; everything else still tiers up.
+TEST(Runtime, SiteWhoseLayersDifferStaysAot) {
+  std::mt19937 rng(77);
+  RandomMatrix other;
+  Options o;
+  o.sync = true;
+  o.thresholds = {2, 4, 8, 16};
+  expect_identical_logits(
+      "stories260K-q8_0.gguf", o, 24,
+      [](Runtime& r) {
+        EXPECT_EQ(r.site_tier(Site::Wq), Tier::Aot);
+        EXPECT_EQ(r.site_tier(Site::Wk), Tier::O3);
+        EXPECT_EQ(r.fused_kernel(Fusion::Qkv), nullptr);
+        EXPECT_NE(r.fused_kernel(Fusion::W13), nullptr);
+        EXPECT_EQ(r.rejections(), 0u);
+      },
+      [&](Model& m) {
+        const Matrix& wq = m.weights.layers[1].wq;
+        other = random_matrix(DType::F32, wq.rows, wq.cols, 0, rng);
+        m.weights.layers[1].wq = other.m;
+      });
 }
 
 }  // namespace

@@ -103,9 +103,9 @@ TEST_P(SimdKernels, AttentionEqualsReferenceBitForBit) {
   const Kernels& ref = reference_kernels();
   std::mt19937 rng(5);
   std::normal_distribution<float> dist(0.0f, 1.0f);
-  for (int head_size : {6, 8, 16, 48, 64}) {
+  for (int head_size : {6, 8, 16, 40, 48, 64, 96, 128}) {
     const int64_t stride = head_size * 3 + 8;  // the kv_dim of a layer holding several heads
-    for (int pos : {0, 1, 7, 8, 9, 23, 64, 130}) {
+    for (int pos : {0, 1, 7, 8, 9, 23, 31, 32, 33, 64, 130, 300}) {
       std::vector<float> q(static_cast<size_t>(head_size)), k(static_cast<size_t>((pos + 1) * stride)), v(k.size());
       for (auto* vec : {&q, &k, &v})
         for (auto& e : *vec) e = dist(rng);
