@@ -40,10 +40,12 @@ struct BenchOptions {
   std::string dir;        // where synthetic model files are written (and deleted)
   bool keep = false;      // leave them there (to rerun them with generate --profile)
   std::vector<JitMode> jit;  // O0, O1, O2, O3, tiered in that order, or none
+  std::function<double(const Matrix&)> o3_vs_interp;  // with jit: per multiply-add, on the wq matrix
 };
 
 // Decode tok/s of the JIT modes (--jit); 0 where not measured.
 struct JitResult {
+  double o3_vs_interp = 0;    // the wq matvec per multiply-add, O3 against the LLVM interpreter
   double tok_s[4] = {};       // every site compiled at O0, O1, O2, O3 on its first call
   double tiered_tok_s = 0;    // tiered (from the interpreter) once every site runs at O3
   double vs_aot = 0;          // O3 / AOT decode speed: the median ratio of paired runs

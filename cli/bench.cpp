@@ -98,6 +98,7 @@ int cmd_bench(int argc, char** argv) {
         c->parse(std::string("--jit=") + mode, a);
         o.jit.push_back({mode, [c](Transformer& t) { return c->attach(t, nullptr); }});
       }
+      o.o3_vs_interp = jit::o3_vs_interp_speedup;
     } else if (f == "--json") {
       json = true;
     } else {

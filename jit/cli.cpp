@@ -1,6 +1,9 @@
 #include "jit/cli.h"
 
+#include <algorithm>
+#include <chrono>
 #include <sstream>
+#include <vector>
 
 #include "jit/code_report.h"
 #include "jit/compiler.h"
@@ -136,6 +139,38 @@ bool Cli::parse(const std::string& flag, cli::Args& a) {
     return false;
   }
   return true;
+}
+
+double o3_vs_interp_speedup(const Matrix& W) {
+  llvm::Expected<std::unique_ptr<Compiler>> c = Compiler::create();
+  if (!c) {
+    llvm::consumeError(c.takeError());
+    return 0;
+  }
+  llvm::Expected<Variant> interp = (*c)->compile(W, Tier::Interp, "bench_interp", 0);
+  llvm::Expected<Variant> o3 = (*c)->compile(W, Tier::O3, "bench_o3", 0);
+  if (!interp || !o3) {
+    if (!interp) llvm::consumeError(interp.takeError());
+    if (!o3) llvm::consumeError(o3.takeError());
+    return 0;
+  }
+  std::vector<float> x(size_t(W.cols)), out(size_t(W.rows));
+  for (size_t i = 0; i < x.size(); i++) x[i] = float(int(i % 17) - 8) / 8.0f;
+  std::vector<int8_t> q(x.size());
+  std::vector<float> s(x.size());
+  QuantizedVector xq{q.data(), s.data(), W.cols, matrix_group(W)};
+  const bool quantized = matrix_uses_quantized_activation(W);
+  if (quantized) reference_kernels().quantize(xq, x.data());
+  const auto seconds = [&](MatvecFn fn, int64_t rows) {
+    const auto t0 = std::chrono::steady_clock::now();
+    fn(out.data(), W, x.data(), quantized ? &xq : nullptr, 0, rows);
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  const int64_t interp_rows = std::clamp<int64_t>((int64_t(1) << 21) / W.cols, 1, W.rows);
+  const double interp_s = seconds(interp->fn, interp_rows);
+  double o3_s = seconds(o3->fn, W.rows);
+  for (int rep = 0; rep < 20; rep++) o3_s = std::min(o3_s, seconds(o3->fn, W.rows));
+  return (interp_s / double(interp_rows)) / (o3_s / double(W.rows));
 }
 
 std::unique_ptr<Session> Cli::attach(Transformer& t, prof::SiteProfiler* profiler) const {

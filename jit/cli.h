@@ -31,6 +31,11 @@ class Session {
   virtual double compile_ms() const { return 0; }
 };
 
+// bareflow bench --jit: how many times faster W's matvec runs compiled at O3 than in the LLVM
+// interpreter, per multiply-add (the interpreter runs a row prefix of ~2M multiply-adds; O3 the
+// whole matrix, best of several calls). 0 if LLVM cannot serve this host.
+double o3_vs_interp_speedup(const Matrix& W);
+
 class Cli {
  public:
   Cli();

@@ -328,7 +328,9 @@ Expected<Variant> Compiler::compile(const Spec& spec, Tier tier, const std::stri
   if (!tm) return tm.takeError();
   (*m)->setDataLayout((*tm)->createDataLayout());
   (*m)->setTargetTriple((*tm)->getTargetTriple().str());
+  v.parse_ms = elapsed_ms();
   optimize(**m, tm->get(), tier);
+  v.optimize_ms = elapsed_ms() - v.parse_ms;
   if (llvm::Error e = j->addIRModule(orc::ThreadSafeModule(std::move(*m), std::move(ctx)))) return e;
   Expected<orc::ExecutorAddr> addr = j->lookup(name);  // compiles and links now
   if (!addr) return addr.takeError();

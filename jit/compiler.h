@@ -37,6 +37,7 @@ struct Variant {
   Tier tier = Tier::Aot;
   uint64_t code_bytes = 0;  // bytes of machine code (text sections); 0 for the interpreter
   double compile_ms = 0;    // bitcode parse + specialization + optimization + code generation
+  double parse_ms = 0, optimize_ms = 0;  // compiled tiers: the first two parts of compile_ms
 };
 
 // Interpreted variants are reached through fixed trampolines, one per slot; a slot holds one

@@ -324,9 +324,10 @@ void Runtime::process(Job& j) {
   if (o_.trace) {
     const double before = cycles_per_call(j.site, from);
     std::fprintf(o_.log,
-                 "jit: %-10s %-6s -> %-6s compile %7.2f ms, %5" PRIu64 " B code, verify %.2f ms; %s ran %" PRIu64
-                 " calls at %.0f cycles/call\n",
-                 site, prof::tier_name(from), prof::tier_name(j.tier), v->compile_ms, v->code_bytes, verify_ms,
+                 "jit: %-10s %-6s -> %-6s compile %7.2f ms (parse %.0f, optimize %.0f), %5" PRIu64
+                 " B code, verify %.2f ms; %s ran %" PRIu64 " calls at %.0f cycles/call\n",
+                 site, prof::tier_name(from), prof::tier_name(j.tier), v->compile_ms, v->parse_ms, v->optimize_ms,
+                 v->code_bytes, verify_ms,
                  prof::tier_name(from), st.calls[size_t(from)].load(std::memory_order_relaxed), before);
   }
   st.next_at.store(next_threshold(j.tier), std::memory_order_release);
@@ -367,9 +368,10 @@ void Runtime::process_fused(Job& j) {
     double before = 0;  // the separate sites' cycles per call, summed
     for (int i = 0; i < n; i++) before += cycles_per_call(sites[i], j.tier);
     std::fprintf(o_.log,
-                 "jit: %-10s fused  -> %-6s compile %7.2f ms, %5" PRIu64
+                 "jit: %-10s fused  -> %-6s compile %7.2f ms (parse %.0f, optimize %.0f), %5" PRIu64
                  " B code, verify %.2f ms; its sites ran at %.0f cycles/call together\n",
-                 group, prof::tier_name(j.tier), v->compile_ms, v->code_bytes, verify_ms, before);
+                 group, prof::tier_name(j.tier), v->compile_ms, v->parse_ms, v->optimize_ms, v->code_bytes, verify_ms,
+                 before);
   }
 }
 

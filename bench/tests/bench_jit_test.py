@@ -20,8 +20,14 @@ rows = json.loads(r.stdout)
 assert len(rows) == 1, rows
 row = rows[0]
 for k in ["decode_tok_s", "jit_O0_tok_s", "jit_O1_tok_s", "jit_O2_tok_s", "jit_O3_tok_s", "jit_tiered_tok_s",
-          "jit_vs_aot", "jit_time_to_top_s", "jit_compile_ms"]:
+          "jit_vs_aot", "jit_tiered_vs_aot", "jit_time_to_top_s", "jit_compile_ms"]:
     assert row[k] > 0, (k, row)
 assert row["jit_interp_tok_s"] is None, row
-assert abs(row["jit_vs_aot"] - row["jit_O3_tok_s"] / row["decode_tok_s"]) < 1e-3 * row["jit_vs_aot"], row
+# Compiled code is orders of magnitude faster than LLVM's interpreter (measured 10^3-10^4x); a
+# figure near 1 would mean the interpreter column timed compiled code.
+assert row["jit_o3_vs_interp_wq"] > 50, row
+# Paired-run ratios: the JIT runs the AOT kernels specialized, so it cannot be far from 1 either way
+# unless a tier is broken (noise on a shared machine stays well inside this band).
+for k in ["jit_vs_aot", "jit_tiered_vs_aot"]:
+    assert 0.5 < row[k] < 2.0, (k, row)
 print("ok")
