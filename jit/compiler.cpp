@@ -24,6 +24,8 @@
 #include "llvm/Passes/PassBuilder.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/TargetSelect.h"
+#include "llvm/TargetParser/Host.h"
+#include "llvm/TargetParser/SubtargetFeature.h"
 #include "llvm/Target/TargetMachine.h"
 #include "llvm/Transforms/IPO/GlobalDCE.h"
 #include "llvm/Transforms/Utils/Mem2Reg.h"
@@ -113,7 +115,7 @@ void allow_reassociation(Module& M) {
 
 Expected<std::unique_ptr<Module>> specialize(LLVMContext& ctx, const Spec& spec, const std::string& name,
                                              bool reassoc, bool corrupt, bool interp, const std::string& cpu,
-                                             const std::string& features) {
+                                             const std::string& features, const char** family_out) {
   const Matrix& W = spec.W;
   std::unique_ptr<MemoryBuffer> buf = MemoryBuffer::getMemBuffer(
       StringRef(bf_kernels_bc_start, kernel_bitcode_size()), "kernels.bc", /*RequiresNullTerminator=*/false);
@@ -134,6 +136,7 @@ Expected<std::unique_ptr<Module>> specialize(LLVMContext& ctx, const Spec& spec,
   std::string family = "reference";  // the interpreter runs scalar IR only
   if (!interp && host_has("+avx2,+fma,+f16c")) family = "avx2";
   if (!interp && host_has("+avx2,+fma,+f16c,+avx512f,+avx512bw,+avx512vl,+avx512dq,+avx512vnni")) family = "avx512";
+  if (family_out) *family_out = family == "reference" ? "reference" : family == "avx2" ? "avx2" : "avx512";
   const std::string kind = !spec.fused ? "matvec" : spec.fusion == Fusion::Qkv ? "qkv" : "w13";
   const std::string wanted = "bf_jit_" + kind + "_" + family;
   const std::pair<const char*, uint64_t> constants[] = {
@@ -217,18 +220,29 @@ void optimize(Module& M, TargetMachine* tm, Tier tier) {
 
 }  // namespace
 
-Expected<std::unique_ptr<Compiler>> Compiler::create() {
+Expected<std::unique_ptr<Compiler>> Compiler::create(const std::string& cpu, const std::string& features) {
   static const bool initialized = [] {
     InitializeNativeTarget();
     InitializeNativeTargetAsmPrinter();
     return true;
   }();
   (void)initialized;
-  Expected<orc::JITTargetMachineBuilder> jtmb = orc::JITTargetMachineBuilder::detectHost();
-  if (!jtmb) return jtmb.takeError();
   std::unique_ptr<Compiler> c(new Compiler());
-  c->cpu_ = jtmb->getCPU();
-  c->features_ = jtmb->getFeatures().getString();
+  if (cpu.empty()) {
+    Expected<orc::JITTargetMachineBuilder> host = orc::JITTargetMachineBuilder::detectHost();
+    if (!host) return host.takeError();
+    c->jtmb_ = std::make_unique<orc::JITTargetMachineBuilder>(std::move(*host));
+  } else {
+    c->jtmb_ = std::make_unique<orc::JITTargetMachineBuilder>(Triple(sys::getProcessTriple()));
+    c->jtmb_->setCPU(cpu);
+    SubtargetFeatures f(features);
+    c->jtmb_->addFeatures(f.getFeatures());
+  }
+  c->cpu_ = c->jtmb_->getCPU();
+  c->features_ = c->jtmb_->getFeatures().getString();
+  Expected<std::unique_ptr<TargetMachine>> tm = c->jtmb_->createTargetMachine();
+  if (!tm) return tm.takeError();
+  c->tm_ = std::move(*tm);
   return c;
 }
 
@@ -246,10 +260,9 @@ Compiler::~Compiler() {
 Expected<orc::LLJIT&> Compiler::jit_for(Tier tier) {
   std::unique_ptr<orc::LLJIT>& slot = jits_[size_t(tier) - size_t(Tier::O0)];
   if (slot) return *slot;
-  Expected<orc::JITTargetMachineBuilder> jtmb = orc::JITTargetMachineBuilder::detectHost();
-  if (!jtmb) return jtmb.takeError();
-  jtmb->setCodeGenOptLevel(codegen_level(tier));
-  Expected<std::unique_ptr<orc::LLJIT>> j = orc::LLJITBuilder().setJITTargetMachineBuilder(std::move(*jtmb)).create();
+  orc::JITTargetMachineBuilder jtmb = *jtmb_;
+  jtmb.setCodeGenOptLevel(codegen_level(tier));
+  Expected<std::unique_ptr<orc::LLJIT>> j = orc::LLJITBuilder().setJITTargetMachineBuilder(std::move(jtmb)).create();
   if (!j) return j.takeError();
   // Measures each object's machine code as it is linked (compiles run on this thread, under mu_).
   (*j)->getObjTransformLayer().setTransform(
@@ -293,11 +306,11 @@ Expected<Variant> Compiler::compile(const Spec& spec, Tier tier, const std::stri
   const auto elapsed_ms = [&] { return std::chrono::duration<double, std::milli>(Clock::now() - start).count(); };
   std::lock_guard<std::mutex> lock(mu_);
   auto ctx = std::make_unique<LLVMContext>();
-  Expected<std::unique_ptr<Module>> m =
-      specialize(*ctx, spec, name, reassoc, corrupt, tier == Tier::Interp, cpu_, features_);
-  if (!m) return m.takeError();
   Variant v;
   v.tier = tier;
+  Expected<std::unique_ptr<Module>> m =
+      specialize(*ctx, spec, name, reassoc, corrupt, tier == Tier::Interp, cpu_, features_, &v.family);
+  if (!m) return m.takeError();
 
   if (tier == Tier::Interp) {
     if (interp_slot >= kInterpSlots) return err("no interpreter slot " + std::to_string(interp_slot));
@@ -322,14 +335,10 @@ Expected<Variant> Compiler::compile(const Spec& spec, Tier tier, const std::stri
 
   Expected<orc::LLJIT&> j = jit_for(tier);
   if (!j) return j.takeError();
-  Expected<orc::JITTargetMachineBuilder> jtmb = orc::JITTargetMachineBuilder::detectHost();
-  if (!jtmb) return jtmb.takeError();
-  Expected<std::unique_ptr<TargetMachine>> tm = jtmb->createTargetMachine();
-  if (!tm) return tm.takeError();
-  (*m)->setDataLayout((*tm)->createDataLayout());
-  (*m)->setTargetTriple((*tm)->getTargetTriple().str());
+  (*m)->setDataLayout(tm_->createDataLayout());
+  (*m)->setTargetTriple(tm_->getTargetTriple().str());
   v.parse_ms = elapsed_ms();
-  optimize(**m, tm->get(), tier);
+  optimize(**m, tm_.get(), tier);
   v.optimize_ms = elapsed_ms() - v.parse_ms;
   if (llvm::Error e = j->addIRModule(orc::ThreadSafeModule(std::move(*m), std::move(ctx)))) return e;
   Expected<orc::ExecutorAddr> addr = j->lookup(name);  // compiles and links now

@@ -14,9 +14,13 @@
 #include "llvm/Support/Error.h"
 #include "profile/profiler.h"
 
-namespace llvm::orc {
+namespace llvm {
+class TargetMachine;
+namespace orc {
 class LLJIT;
-}
+class JITTargetMachineBuilder;
+}  // namespace orc
+}  // namespace llvm
 
 namespace bf::jit {
 
@@ -38,6 +42,9 @@ struct Variant {
   uint64_t code_bytes = 0;  // bytes of machine code (text sections); 0 for the interpreter
   double compile_ms = 0;    // bitcode parse + specialization + optimization + code generation
   double parse_ms = 0, optimize_ms = 0;  // compiled tiers: the first two parts of compile_ms
+  // The kernel family compiled, as kernels/dispatch.cpp names the AOT ones: "reference" (the
+  // interpreter, hosts without AVX2), "avx2", "avx512" (AVX-512 with VNNI).
+  const char* family = "";
 };
 
 // Interpreted variants are reached through fixed trampolines, one per slot; a slot holds one
@@ -46,8 +53,11 @@ constexpr size_t kInterpSlots = 16;
 
 class Compiler {
  public:
-  // Fails when LLVM cannot target the host.
-  static llvm::Expected<std::unique_ptr<Compiler>> create();
+  // For the host CPU (name and features from LLVM's host detection), or for `cpu` with `features`
+  // ("+avx2,+fma,..."): tests generate code for CPUs this machine lacks (never running it).
+  // Fails when LLVM cannot target it.
+  static llvm::Expected<std::unique_ptr<Compiler>> create(const std::string& cpu = "",
+                                                          const std::string& features = "");
   ~Compiler();
 
   // `name` must be unique per compiled (non-interpreter) variant. `reassoc` lets LLVM reorder and
@@ -71,6 +81,8 @@ class Compiler {
 
   std::mutex mu_;  // LLVM state below; compiles are serialized
   std::string cpu_, features_;
+  std::unique_ptr<llvm::orc::JITTargetMachineBuilder> jtmb_;  // the target, for each level's LLJIT
+  std::unique_ptr<llvm::TargetMachine> tm_;                    // the optimizer's view of it
   std::array<std::unique_ptr<llvm::orc::LLJIT>, 4> jits_;  // one per codegen level O0..O3
   uint64_t last_object_text_ = 0;
   uint64_t code_bytes_ = 0;

@@ -101,7 +101,8 @@ TEST_F(Kernels, ReassociatedVariantsStayWithinTolerance) {
 TEST_P(Kernels, FusedGroupsEqualTheReferenceBitForBit) {
   const Tier tier = GetParam();
   if (tier == Tier::Interp) {  // compiled tiers only: the runtime fuses at the policy's top tier
-    RandomMatrix m = random_matrix(DType::F32, 8, 8, 0, *std::make_unique<std::mt19937>(1));
+    std::mt19937 rng(1);
+    RandomMatrix m = random_matrix(DType::F32, 8, 8, 0, rng);
     llvm::Expected<Variant> v = compiler_->compile(Spec{m.m, true, Fusion::Qkv, 8, 8}, tier, "fused_interp", 0);
     ASSERT_FALSE(bool(v));
     EXPECT_EQ(llvm::toString(v.takeError()), "fused kernels are compiled tiers only");
@@ -172,6 +173,44 @@ TEST_P(Kernels, FusedGroupsEqualTheReferenceBitForBit) {
 
 INSTANTIATE_TEST_SUITE_P(AllTiers, Kernels, ::testing::Values(Tier::Interp, Tier::O0, Tier::O1, Tier::O2, Tier::O3),
                          [](const ::testing::TestParamInfo<Tier>& i) { return std::string(prof::tier_name(i.param)); });
+
+// The kernel family follows the CPU: this host's (the AOT dispatch's choice), the reference for the
+// interpreter, and AVX-512 + VNNI for a CPU that has them. That family cannot run on hosts without
+// AVX-512 (this one), so its code is generated for znver4 and not run: a change that breaks its code
+// generation fails here; on an AVX-512 host the tests above also run it against the reference.
+TEST(Compiler, PicksTheKernelFamilyOfTheTargetCpu) {
+  std::mt19937 rng(3);
+  const RandomMatrix q8 = random_matrix(DType::Q8_0, 16, 64, 0, rng);
+  llvm::Expected<std::unique_ptr<Compiler>> host = Compiler::create();
+  ASSERT_TRUE(bool(host)) << llvm::toString(host.takeError());
+  const bool avx2 = (*host)->features().find("+avx2") != std::string::npos;
+  const bool avx512 = (*host)->features().find("+avx512vnni") != std::string::npos;
+  llvm::Expected<Variant> v = (*host)->compile(q8.m, Tier::O3, "family_host", 0);
+  ASSERT_TRUE(bool(v)) << llvm::toString(v.takeError());
+  EXPECT_STREQ(v->family, avx512 ? "avx512" : avx2 ? "avx2" : "reference");
+  v = (*host)->compile(q8.m, Tier::Interp, "family_interp", 0);
+  ASSERT_TRUE(bool(v)) << llvm::toString(v.takeError());
+  EXPECT_STREQ(v->family, "reference");
+
+  llvm::Expected<std::unique_ptr<Compiler>> zen4 =
+      Compiler::create("znver4", "+avx2,+fma,+f16c,+avx512f,+avx512bw,+avx512vl,+avx512dq,+avx512vnni");
+  ASSERT_TRUE(bool(zen4)) << llvm::toString(zen4.takeError());
+  int id = 0;
+  for (const Shape& sh : {Shape{DType::F32, 16, 40, 0}, Shape{DType::F16, 16, 64, 0}, Shape{DType::Q8_0, 24, 96, 0},
+                          Shape{DType::Q4_0, 16, 64, 0}, Shape{DType::Q8_G, 16, 64, 32}}) {
+    SCOPED_TRACE(dtype_name(sh.type));
+    const RandomMatrix t = random_matrix(sh.type, sh.rows, sh.cols, sh.group, rng);
+    for (const Tier tier : {Tier::O0, Tier::O3}) {
+      for (int kind = 0; kind < 3; kind++) {
+        const Spec spec{t.m, kind > 0, kind == 2 ? Fusion::W13 : Fusion::Qkv, sh.rows, kind == 1 ? sh.rows : 0};
+        llvm::Expected<Variant> z = (*zen4)->compile(spec, tier, "zen4_" + std::to_string(id++), 0);
+        ASSERT_TRUE(bool(z)) << llvm::toString(z.takeError());
+        EXPECT_STREQ(z->family, "avx512");
+        EXPECT_GT(z->code_bytes, 0u);
+      }
+    }
+  }
+}
 
 // Runs `steps` positions with the JIT attached and compares every logit with a JIT-free run.
 // `check` then inspects the runtime.
