@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string_view>
 #include <utility>
@@ -273,6 +275,14 @@ Expected<orc::LLJIT&> Compiler::jit_for(Tier tier) {
         for (const object::SectionRef& s : (*o)->sections())
           if (s.isText()) text += s.getSize();
         last_object_text_ = text;
+        // BAREFLOW_JIT_DUMP=DIR keeps each object (objdump -d DIR/N.o): to read what LLVM made.
+        if (const char* dir = std::getenv("BAREFLOW_JIT_DUMP"); dir && *dir) {
+          const std::string path = std::string(dir) + "/" + std::to_string(dumped_++) + ".o";
+          if (FILE* f = std::fopen(path.c_str(), "wb")) {
+            std::fwrite(obj->getBufferStart(), 1, obj->getBufferSize(), f);
+            std::fclose(f);
+          }
+        }
         return obj;
       });
   // The optimizer may turn loops into the first three; the reference kernels call the libm ones

@@ -85,6 +85,7 @@ class Compiler {
   std::unique_ptr<llvm::TargetMachine> tm_;                    // the optimizer's view of it
   std::array<std::unique_ptr<llvm::orc::LLJIT>, 4> jits_;  // one per codegen level O0..O3
   uint64_t last_object_text_ = 0;
+  uint64_t dumped_ = 0;  // objects written to $BAREFLOW_JIT_DUMP
   uint64_t code_bytes_ = 0;
   std::bitset<kInterpSlots> slots_used_;  // emptied on destruction, before LLVM's own statics go
 };
