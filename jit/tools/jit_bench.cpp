@@ -131,7 +131,9 @@ int decode_bench(const std::string& shape_name, const std::string& format, int p
   const bench::ModelShape& shape = bench::find_shape("SHAPE", shape_name);
   DType type = DType::F32;
   if (format == "q8_0") type = DType::Q8_0;
-  else if (format != "f32") fail("FORMAT", "f32 or q8_0");
+  else if (format == "q4_0") type = DType::Q4_0;
+  else if (format == "f16") type = DType::F16;
+  else if (format != "f32") fail("FORMAT", "f32, f16, q8_0 or q4_0");
   const std::string path = dir + "/jit-bench-" + shape.name + "-" + format + ".gguf";
   bench::write_synthetic_gguf(path, shape, type, 42);
   const std::unique_ptr<Model> model = load_model(path);
@@ -207,8 +209,14 @@ int decode_bench(const std::string& shape_name, const std::string& format, int p
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc >= 4 && std::strcmp(argv[1], "--decode") == 0)
-    return decode_bench(argv[2], argv[3], argc > 4 ? std::atoi(argv[4]) : 96);
+  if (argc >= 4 && std::strcmp(argv[1], "--decode") == 0) {
+    try {
+      return decode_bench(argv[2], argv[3], argc > 4 ? std::atoi(argv[4]) : 96);
+    } catch (const Error& e) {
+      std::fprintf(stderr, "jit_bench: %s\n", e.what());
+      return 2;
+    }
+  }
   bool quick = false, reassoc = false;
   for (int i = 1; i < argc; i++) {
     if (std::strcmp(argv[i], "--quick") == 0) {
@@ -216,7 +224,7 @@ int main(int argc, char** argv) {
     } else if (std::strcmp(argv[i], "--reassoc") == 0) {
       reassoc = true;
     } else {
-      std::fprintf(stderr, "usage: jit_bench [--quick] [--reassoc] | --decode SHAPE FORMAT [DIR]\n");
+      std::fprintf(stderr, "usage: jit_bench [--quick] [--reassoc] | --decode SHAPE FORMAT [POSITIONS]\n");
       return 2;
     }
   }
