@@ -233,10 +233,7 @@ int cmd_boot(int argc, char** argv) {
   for (; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&](const char* flag) -> std::string {
-      if (i + 1 >= argc) {
-        fprintf(stderr, "bareflow boot: %s needs a value\n", flag);
-        exit(2);
-      }
+      if (i + 1 >= argc) fail(flag, "missing value");
       return argv[++i];
     };
     if (a == "--") {
@@ -248,13 +245,10 @@ int cmd_boot(int argc, char** argv) {
     else if (a == "--mem") o.mem = value("--mem");
     else if (a == "--machine") {
       const std::string m = value("--machine");
-      if (m != "pc" && m != "microvm") {
-        fprintf(stderr, "bareflow boot: --machine is microvm or pc, not '%s'\n", m.c_str());
-        return 2;
-      }
+      if (m != "pc" && m != "microvm") fail("--machine", "'" + m + "' is not microvm or pc");
       o.pc = m == "pc";
     }
-    else if (a == "--timeout") o.timeout = atoi(value("--timeout").c_str());
+    else if (a == "--timeout") o.timeout = int(parse_int("--timeout", value("--timeout"), 1, 86400));
     else if (a == "--app") o.app = value("--app");
     else if (a == "--kernel") o.kernel_dir = value("--kernel");
     else if (a == "--strace") o.strace = true;
@@ -263,8 +257,7 @@ int cmd_boot(int argc, char** argv) {
       fputs(kUsage, stdout);
       return 0;
     } else {
-      fprintf(stderr, "bareflow boot: unknown option '%s'\n%s", a.c_str(), kUsage);
-      return 2;
+      fail(a, "unknown flag (see bareflow boot --help)");
     }
   }
   for (; i < argc; ++i) o.args.push_back(argv[i]);

@@ -208,7 +208,23 @@ def bad_input_cases():
         ("unknown command", ["frobnicate"], "unknown command 'frobnicate'"),
         ("info on a corrupt file", ["info", write("info-bad.gguf", q8[:3000])], "truncated GGUF"),
         ("info without a model", ["info"], "missing MODEL"),
-    ]
+        ("boot: unknown flag", ["boot", "--bogus"], "--bogus: unknown flag (see bareflow boot --help)"),
+        ("boot: flag without value", ["boot", "--mem"], "--mem: missing value"),
+        ("boot: bad timeout", ["boot", "--timeout", "soon"], "--timeout: 'soon' is not"),
+        ("boot: bad machine", ["boot", "--machine", "q35"], "--machine: 'q35' is not microvm or pc"),
+    ] + jit_flag_cases(gen(os.path.join(SHARED, "stories260K.bin")))
+
+
+# Bad JIT flag values; a build without LLVM rejects every --jit* flag, with its own message.
+def jit_flag_cases(gen):
+    without_llvm = "built without LLVM" in run(gen + ["--jit=O3"]).stderr.decode(errors="replace")
+    cases = [("jit: unknown mode", "--jit=fast", "'fast' is not off, interp, tiered or O0..O3"),
+             ("jit: bad start tier", "--jit-start=O2", "'O2' is not interp or aot"),
+             ("jit: three thresholds", "--jit-thresholds=1,2,3", "expects 4 comma-separated numbers"),
+             ("jit: decreasing thresholds", "--jit-thresholds=1,5,3,9", "thresholds must not decrease"),
+             ("jit: bad fuse value", "--jit-fuse=maybe", "'maybe' is not on or off")]
+    return [(name, gen + ["--jit=tiered", flag], "built without LLVM" if without_llvm else fragment)
+            for name, flag, fragment in cases]
 
 
 def test_bad_input():
