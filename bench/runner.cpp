@@ -82,25 +82,34 @@ std::pair<double, double> measure(Transformer& tf, const std::vector<int>& token
   return {median(pre), median(dec)};
 }
 
-// Median decode tok/s of `tf` over `runs` runs, each paired with a run of `aot` (the order flips
-// every pair), and the median of the per-pair ratios tf / aot. Load on a shared machine changes
+// Median decode tok/s of `tf` over `runs` pairs, each side of a pair one or more runs of `tf` or of
+// `aot` (the order flips every pair), and the median of the per-pair ratios tf / aot. Load on a shared machine changes
 // from second to second; two neighboring runs see nearly the same machine, so the ratio of a pair
 // is far steadier than the ratio of two medians taken minutes apart.
 std::pair<double, double> measure_paired(Transformer& tf, Transformer& aot, const std::vector<int>& tokens,
                                          int prompt, int runs) {
   const double decode = double(tokens.size()) - prompt;
+  // Untimed: page faults, a fixed tier's compiles. Its length sets how many runs make one timed
+  // side of a pair: at least ~0.1 s of decode, or a small model's pair is timer and scheduler noise.
+  run_once(tf, tokens, prompt);
+  const double first = run_once(aot, tokens, prompt).second;
+  const int repeat = int(std::clamp(0.1 / std::max(first, 1e-6), 1.0, 50.0));
+  const auto side = [&](Transformer& t) {
+    double s = 0;
+    for (int k = 0; k < repeat; k++) s += run_once(t, tokens, prompt).second;
+    return s;
+  };
   std::vector<double> tok_s, ratio;
-  for (int run = 0; run <= runs; run++) {
+  for (int run = 0; run < runs; run++) {
     double td = 0, ta = 0;
     if (run % 2) {
-      ta = run_once(aot, tokens, prompt).second;
-      td = run_once(tf, tokens, prompt).second;
+      ta = side(aot);
+      td = side(tf);
     } else {
-      td = run_once(tf, tokens, prompt).second;
-      ta = run_once(aot, tokens, prompt).second;
+      td = side(tf);
+      ta = side(aot);
     }
-    if (run == 0) continue;  // untimed: page faults, a fixed tier's compiles
-    tok_s.push_back(decode / td);
+    tok_s.push_back(decode * repeat / td);
     ratio.push_back(ta / td);
   }
   return {median(tok_s), median(ratio)};
