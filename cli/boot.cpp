@@ -28,7 +28,7 @@ namespace {
 
 const char kUsage[] =
     "usage: bareflow boot [--iso] [--kvm|--tcg] [--machine microvm|pc] [--mem SIZE] [--timeout SEC]\n"
-    "                     [--strace] [-v] [--app EXE] [--kernel DIR] -- ARGS...\n"
+    "                     [--strace] [--code-pages] [-v] [--app EXE] [--kernel DIR] -- ARGS...\n"
     "  boots the BareFlow unikernel under QEMU and runs `bareflow ARGS...` inside it\n"
     "  --iso         boot a GRUB ISO (Multiboot2) instead of qemu -kernel (Multiboot1)\n"
     "  --kvm, --tcg  accelerator (default: KVM when /dev/kvm works, else TCG)\n"
@@ -36,12 +36,14 @@ const char kUsage[] =
     "  --mem SIZE    guest RAM, QEMU syntax (default: 256M + 2 x the boot modules)\n"
     "  --timeout SEC kill the machine after SEC seconds (default 600): exit status 124\n"
     "  --strace      the kernel logs every system call\n"
+    "  --code-pages  map the app's code with 4 KiB pages; at exit the kernel logs how many it used\n"
+    "                and how many LLVM / bareflow functions lie on used pages\n"
     "  --app EXE     application executable (default: this bareflow)\n"
     "  --kernel DIR  directory holding bareflow-kernel.bin/.elf (default: beside this executable)\n"
     "  -v            print the QEMU command line\n";
 
 struct Options {
-  bool iso = false, verbose = false, strace = false, pc = false;
+  bool iso = false, verbose = false, strace = false, pc = false, code_pages = false;
   int accel = 0;  // 0 auto, 1 kvm, 2 tcg
   std::string mem, app = "/proc/self/exe", kernel_dir;
   int timeout = 600;
@@ -252,6 +254,7 @@ int cmd_boot(int argc, char** argv) {
     else if (a == "--app") o.app = value("--app");
     else if (a == "--kernel") o.kernel_dir = value("--kernel");
     else if (a == "--strace") o.strace = true;
+    else if (a == "--code-pages") o.code_pages = true;
     else if (a == "-v" || a == "--verbose") o.verbose = true;
     else if (a == "-h" || a == "--help") {
       fputs(kUsage, stdout);
@@ -298,7 +301,8 @@ int cmd_boot(int argc, char** argv) {
     return n;
   };
   const std::string app_name = stage(app);
-  std::string cmdline = std::string(o.strace ? "strace " : "") + "-- " + quote_arg(app_name);
+  std::string cmdline = std::string(o.strace ? "strace " : "") + (o.code_pages ? "codepages " : "") + "-- " +
+                        quote_arg(app_name);
   for (const std::string& a : o.args) {
     std::string g = a;
     if (is_file(a)) {

@@ -63,6 +63,7 @@ extern "C" [[noreturn]] void kmain(uint32_t magic, uint32_t info) {
     if (pe > e) memset(phys_to_ptr(e), 0, pe - e);
   }
   syscall_set_trace(opts.strace);
+  app_track_code_pages(opts.codepages);
   klog("%s via %s: %u module(s), %lu MiB free RAM, TSC %lu MHz, CPU %s%s%s, stdout on %s", g_boot.protocol,
        g_boot.loader[0] ? g_boot.loader : "?", g_boot.nmods, phys_free_bytes() >> 20, tsc_hz() / 1000000,
        g_cpu.vendor, g_cpu.avx ? " AVX" : "", g_cpu.avx512 ? " AVX-512" : "",

@@ -99,28 +99,41 @@ bool elf_symbols(const uint8_t* data, uint64_t size, ElfSymbols* out) {
   return false;
 }
 
+namespace {
+
+// The symbol's name if it ends inside the string table, else nullptr.
+const char* symbol_name(const ElfSymbols& s, const uint8_t* sym) {
+  const uint32_t name = load<uint32_t>(sym);
+  if (name >= s.strtab_size) return nullptr;
+  for (uint64_t k = name; k < s.strtab_size && k - name < 4096; ++k)
+    if (s.strtab[k] == 0) return s.strtab + name;
+  return nullptr;
+}
+
+}  // namespace
+
 const char* elf_symbolize(const ElfSymbols& s, uint64_t addr, uint64_t* offset) {
-  const char* best = nullptr;
   for (uint64_t i = 0; i < s.count; ++i) {
     const uint8_t* sym = s.syms + i * 24;
     if ((sym[4] & 0xf) != 2) continue;  // STT_FUNC
     const uint64_t value = load<uint64_t>(sym + 8), sz = load<uint64_t>(sym + 16);
     if (addr < value || addr - value >= (sz ? sz : 1)) continue;
-    const uint32_t name = load<uint32_t>(sym);
-    if (name >= s.strtab_size) continue;
-    // The name must end inside the string table.
-    bool terminated = false;
-    for (uint64_t k = name; k < s.strtab_size && k - name < 4096; ++k)
-      if (s.strtab[k] == 0) {
-        terminated = true;
-        break;
-      }
-    if (!terminated) continue;
-    best = s.strtab + name;
+    const char* name = symbol_name(s, sym);
+    if (!name) continue;
     *offset = addr - value;
-    break;
+    return name;
   }
-  return best;
+  return nullptr;
+}
+
+bool elf_function(const ElfSymbols& s, uint64_t i, ElfFunction* out) {
+  if (i >= s.count) return false;
+  const uint8_t* sym = s.syms + i * 24;
+  if ((sym[4] & 0xf) != 2) return false;  // STT_FUNC
+  out->addr = load<uint64_t>(sym + 8);
+  out->size = load<uint64_t>(sym + 16);
+  out->name = symbol_name(s, sym);
+  return out->size > 0 && out->name;
 }
 
 }  // namespace bf::kern

@@ -63,4 +63,11 @@ bool elf_symbols(const uint8_t* data, uint64_t size, ElfSymbols* out);
 // when no function symbol covers addr. Linear in the number of symbols.
 const char* elf_symbolize(const ElfSymbols& s, uint64_t addr, uint64_t* offset);
 
+struct ElfFunction {
+  const char* name;
+  uint64_t addr, size;  // unbiased
+};
+// Symbol i if it is a function with a size and a name inside the string table.
+bool elf_function(const ElfSymbols& s, uint64_t i, ElfFunction* out);
+
 }  // namespace bf::kern

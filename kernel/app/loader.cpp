@@ -22,6 +22,30 @@ ElfSymbols g_syms;
 uint64_t g_bias = 0;
 char g_symbuf[160];
 
+// Code page tracking (app_track_code_pages): the executable segments' span and, at exit, which of
+// its pages the CPU used.
+bool g_track_code = false;
+constexpr uint64_t kMaxCodePages = 1 << 16;  // 256 MiB of code
+uint64_t g_code_lo = 0, g_code_hi = 0;       // biased, page aligned
+uint8_t g_code_used[kMaxCodePages / 8];
+
+bool starts_with(const char* s, const char* prefix) {
+  while (*prefix)
+    if (*s++ != *prefix++) return false;
+  return true;
+}
+
+bool contains(const char* s, const char* sub) {
+  for (; *s; ++s)
+    if (starts_with(s, sub)) return true;
+  return false;
+}
+
+bool code_page_used(uint64_t va) {
+  const uint64_t p = (va - g_code_lo) / kPageSize;
+  return p < kMaxCodePages && (g_code_used[p / 8] >> (p % 8)) & 1;
+}
+
 uint64_t page_flags(uint64_t va, uint64_t bias) {
   // Union of the permissions of the segments touching this page; R is implied on x86.
   uint64_t w = 0, x = 0;
@@ -39,6 +63,50 @@ uint64_t page_flags(uint64_t va, uint64_t bias) {
 }
 
 }  // namespace
+
+void app_track_code_pages(bool on) { g_track_code = on; }
+
+void app_report_code_pages() {
+  if (!g_track_code || g_code_hi <= g_code_lo) return;
+  const uint64_t pages = (g_code_hi - g_code_lo) / kPageSize < kMaxCodePages ? (g_code_hi - g_code_lo) / kPageSize
+                                                                             : kMaxCodePages;
+  uint64_t used = 0;
+  for (uint64_t p = 0; p < pages; ++p) {
+    PtMapping m;
+    // A page not mapped on its own (shared with data, copied) counts as used: an upper bound.
+    const bool mapped = vm_tables().translate(g_code_lo + p * kPageSize, &m);
+    if (mapped && (m.accessed || m.page_size != kPageSize)) {
+      g_code_used[p / 8] |= uint8_t(1u << (p % 8));
+      used++;
+    }
+  }
+  struct Tally {
+    uint64_t fns, kib, used_fns, used_kib;
+  } t[3] = {};  // LLVM, bareflow, the rest (libc, libstdc++, ...)
+  for (uint64_t i = 0; i < g_syms.count; ++i) {
+    ElfFunction f;
+    if (!elf_function(g_syms, i, &f)) continue;
+    const uint64_t a = f.addr + g_bias;
+    if (a < g_code_lo || a + f.size > g_code_hi) continue;
+    // Mangled names: namespace llvm nested anywhere (its templates included), or LLVM's C API.
+    const bool llvm = contains(f.name, "N4llvm") || starts_with(f.name, "LLVM");
+    const bool bf = starts_with(f.name, "_ZN2bf") || starts_with(f.name, "_ZNK2bf");
+    Tally& k = t[llvm ? 0 : bf ? 1 : 2];
+    k.fns++;
+    k.kib += f.size;
+    bool on_used = false;
+    for (uint64_t va = align_down(a, kPageSize); va < a + f.size && !on_used; va += kPageSize) on_used = code_page_used(va);
+    if (on_used) {
+      k.used_fns++;
+      k.used_kib += f.size;
+    }
+  }
+  for (Tally& k : t) k.kib >>= 10, k.used_kib >>= 10;
+  klog("code pages: %lu of %lu pages of code used (%lu.%lu%%)", used, pages, used * 100 / pages,
+       used * 1000 / pages % 10);
+  klog("code pages: functions on used pages: LLVM %lu of %lu (%lu of %lu KiB), bareflow %lu of %lu, other %lu of %lu",
+       t[0].used_fns, t[0].fns, t[0].used_kib, t[0].kib, t[1].used_fns, t[1].fns, t[2].used_fns, t[2].fns);
+}
 
 const char* app_symbol(uint64_t addr, bool is_return) {
   uint64_t off = 0;
@@ -85,7 +153,12 @@ void app_run(int exe_index, unsigned argc, const char* const* argv) {
     if (a >= b) continue;
     const uint64_t off = align_down(s.offset, kPageSize) + (a - align_down(s.vaddr + bias, kPageSize));
     const uint64_t fl = kPteU | ((s.flags & kPfX) ? 0 : kPteNx);
-    if (vm_map_frames(a, f->phys + off, b - a, fl, true) < 0) {
+    const bool code = (s.flags & kPfX) != 0;
+    if (code && g_track_code) {
+      if (!g_code_hi || a < g_code_lo) g_code_lo = a;
+      if (b > g_code_hi) g_code_hi = b;
+    }
+    if (vm_map_frames(a, f->phys + off, b - a, fl, true, code && g_track_code) < 0) {
       klog("cannot run /%s: cannot map its text", f->name);
       machine_exit(kExitPanic);
     }

@@ -124,6 +124,7 @@ bool PageTables::translate(uint64_t virt, PtMapping* out) const {
       out->phys = (e & kPteAddr & ~(size - 1)) + (virt & (size - 1));
       out->flags = kPteP | w | u | nx | (e & kPteG);
       out->page_size = size;
+      out->accessed = (e & kPteA) != 0;
       return true;
     }
     t = table(e & kPteAddr);

@@ -12,6 +12,7 @@ constexpr uint64_t kPteW = 1ull << 1;
 constexpr uint64_t kPteU = 1ull << 2;
 constexpr uint64_t kPtePwt = 1ull << 3;
 constexpr uint64_t kPtePcd = 1ull << 4;  // with PWT: uncached (device registers)
+constexpr uint64_t kPteA = 1ull << 5;    // accessed: set by the CPU on the first use through the entry
 constexpr uint64_t kPtePs = 1ull << 7;  // large page (in a PD or PDPT entry)
 constexpr uint64_t kPteG = 1ull << 8;
 constexpr uint64_t kPteNx = 1ull << 63;
@@ -28,6 +29,7 @@ struct PtMapping {
   uint64_t phys;   // physical address of virt (not of the page)
   uint64_t flags;  // effective: W and U only if set at every level, NX if set at any
   uint64_t page_size;
+  bool accessed;  // the leaf entry's A bit
 };
 
 class PageTables {

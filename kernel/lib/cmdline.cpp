@@ -34,6 +34,7 @@ const char* parse_cmdline(const char* s, char* buf, size_t cap, const char** arg
       if (eq(w, "--")) app = true;
       else if (eq(w, "strace")) opts->strace = true;
       else if (eq(w, "nosmep")) opts->nosmep = true;
+      else if (eq(w, "codepages")) opts->codepages = true;
       out = start;  // options are not kept
       continue;
     }

@@ -8,6 +8,7 @@ namespace bf::kern {
 struct CmdlineOptions {
   bool strace = false;  // log every system call
   bool nosmep = false;  // leave CR4.SMEP off
+  bool codepages = false;  // map the app's code with 4 KiB pages and report the ones it executed
 };
 
 // Splits s into words stored in buf (cap bytes); the words after "--" become argv (at most

@@ -70,9 +70,9 @@ int64_t place(uint64_t addr, uint64_t len, bool fixed, uint64_t align) {
   return int64_t(va);
 }
 
-int64_t add_region(uint64_t va, uint64_t len, uint64_t phys, bool owned, uint64_t flags) {
+int64_t add_region(uint64_t va, uint64_t len, uint64_t phys, bool owned, uint64_t flags, bool small_pages = false) {
   if (g_nregions == kMaxRegions) return -ENOMEM;
-  if (!g_pt.map(va, phys, len, flags)) return -ENOMEM;
+  if (!g_pt.map(va, phys, len, flags, !small_pages)) return -ENOMEM;
   g_regions[g_nregions++] = {va, len, phys, owned};
   if (owned) g_user_bytes += len;
   return int64_t(va);
@@ -135,14 +135,14 @@ int64_t vm_map_anon(uint64_t addr, uint64_t len, uint64_t flags, bool fixed) {
   return r;
 }
 
-int64_t vm_map_frames(uint64_t addr, uint64_t phys, uint64_t len, uint64_t flags, bool fixed) {
+int64_t vm_map_frames(uint64_t addr, uint64_t phys, uint64_t len, uint64_t flags, bool fixed, bool small_pages) {
   len = align_up(len, kPageSize);
   if (len == 0) return -EINVAL;
   // Keep the virtual address congruent with the frames modulo 2 MiB so large pages can be used.
   const int64_t va = place(addr, len + kLargePageSize, fixed, kLargePageSize);
   if (va < 0) return va;
   const uint64_t v = fixed ? uint64_t(va) : uint64_t(va) + (phys & (kLargePageSize - 1));
-  return add_region(v, len, phys, false, flags);
+  return add_region(v, len, phys, false, flags, small_pages);
 }
 
 bool vm_map_fixed_owned(uint64_t addr, uint64_t len, uint64_t flags, uint64_t* phys_out) {

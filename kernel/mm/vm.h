@@ -20,7 +20,9 @@ uint64_t vm_prot_flags(int prot);
 // there). Returns the address or a negative errno.
 int64_t vm_map_anon(uint64_t addr, uint64_t len, uint64_t flags, bool fixed);
 // Maps existing frames (boot-module files, zero-copy). The frames are not freed on unmap.
-int64_t vm_map_frames(uint64_t addr, uint64_t phys, uint64_t len, uint64_t flags, bool fixed);
+// small_pages: 4 KiB pages only, so that each page's accessed bit means something.
+int64_t vm_map_frames(uint64_t addr, uint64_t phys, uint64_t len, uint64_t flags, bool fixed,
+                      bool small_pages = false);
 // Maps fresh zeroed frames at a fixed place without region bookkeeping for brk/stack/image.
 bool vm_map_fixed_owned(uint64_t addr, uint64_t len, uint64_t flags, uint64_t* phys_out);
 int64_t vm_unmap(uint64_t addr, uint64_t len);

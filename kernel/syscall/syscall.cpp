@@ -1,5 +1,6 @@
 #include "kernel/syscall/syscall.h"
 
+#include "kernel/app/loader.h"
 #include "kernel/arch/cpu.h"
 #include "kernel/arch/serial.h"
 #include "kernel/arch/timer.h"
@@ -422,7 +423,9 @@ extern "C" int64_t syscall_dispatch(SyscallFrame* f) {
     case 110: r = 0; break;           // getppid
     case 102: case 104: case 107: case 108: r = 0; break;  // get[e]uid, get[e]gid: root
     case 60: r = sched_exit_thread(int(a0 & 0xFF)); break;  // exit: this thread
-    case 231: machine_exit(int(a0 & 0xFF));                  // exit_group
+    case 231:                                                 // exit_group
+      app_report_code_pages();
+      machine_exit(int(a0 & 0xFF));
     case 62: case 200: case 234: {                        // kill, tkill, tgkill
       const uint64_t sig = f->nr == 234 ? a2 : a1;
       if (sig == 0) r = 0;

@@ -111,6 +111,30 @@ case $case_name in
     status=$?
     expect_status 0
     cmp "$tmp/out" "$tmp/golden" || fail "stdout is not the golden stories260K text" ;;
+  code-pages)
+    # The kernel maps the app's code with 4 KiB pages and, at exit, counts the pages whose accessed
+    # bit the CPU set. Without the JIT few pages run; compiling at O3 uses far more of LLVM, yet
+    # part of it stays untouched (the evidence for a smaller image). Same golden text either way.
+    need_models
+    modes=off
+    "$bareflow" generate --help | grep -q "tiered | O0" && modes="off O3"
+    for mode in $modes; do
+      timeout $((T + 10)) "$bareflow" boot --tcg --code-pages --timeout $T -- generate "$models/stories260K.bin" \
+        -z "$models/tok512.bin" -t 0 -n 200 -i "Once upon a time" -T 1 --jit=$mode >"$tmp/out" 2>"$tmp/err"
+      status=$?
+      expect_status 0
+      cmp -s "$tmp/out" "$tmp/golden" || fail "--jit=$mode: stdout is not the golden text"
+      pages=$(sed -nE 's/.*code pages: ([0-9]+) of ([0-9]+) pages of code used.*/\1 \2/p' "$tmp/err")
+      llvm=$(sed -nE 's/.*functions on used pages: LLVM ([0-9]+) of ([0-9]+) .*/\1 \2/p' "$tmp/err")
+      [ -n "$pages" ] && [ -n "$llvm" ] || fail "--jit=$mode: no code pages report"
+      set -- $pages $llvm
+      [ "$1" -gt 0 ] && [ "$1" -lt "$2" ] && [ "$4" -gt 1000 ] && [ "$3" -lt "$4" ] || fail "--jit=$mode: implausible report: $pages / $llvm"
+      eval "used_$mode=$1 llvm_$mode=$3"
+    done
+    if [ "$modes" != off ]; then
+      [ "$used_O3" -gt $((used_off * 2)) ] && [ "$llvm_O3" -gt $((llvm_off * 2)) ] ||
+        fail "compiling at O3 should use far more code: pages $used_off -> $used_O3, LLVM functions $llvm_off -> $llvm_O3"
+    fi ;;
   golden-iso)
     need_models
     timeout $((T + 10)) "$bareflow" boot --iso --tcg --timeout $T -- generate "$models/stories260K.bin" \

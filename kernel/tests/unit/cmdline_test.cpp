@@ -52,6 +52,8 @@ TEST(Cmdline, NoSeparatorMeansNoArgv) {
   ASSERT_EQ(p.err, nullptr);
   EXPECT_TRUE(p.argv.empty());
   EXPECT_TRUE(p.opts.nosmep);
+  EXPECT_FALSE(p.opts.codepages);
+  EXPECT_TRUE(parse("kernel codepages -- app").opts.codepages);
   EXPECT_TRUE(parse("").argv.empty());
 }
 

@@ -20,6 +20,25 @@ TEST(Paging, Maps4KPagesAndTranslates) {
   EXPECT_FALSE(pt.translate(0x3ff000, &m));
 }
 
+// The CPU sets a leaf entry's accessed bit on use; translate() reports it (code-page tracking).
+TEST(Paging, ReportsTheLeafAccessedBit) {
+  Arena a;
+  PageTables pt = make_tables(a);
+  ASSERT_TRUE(pt.map(0x400000, 0x5000000, 2 * 4096, kPteU, false));
+  PtMapping m;
+  ASSERT_TRUE(pt.translate(0x400000, &m));
+  EXPECT_FALSE(m.accessed) << "fresh mappings start unused";
+  // Walk by hand to the PT entry of the second page and set A as the CPU would.
+  uint64_t* t = static_cast<uint64_t*>(Arena::to_ptr(&a, pt.root()));
+  for (int level = 4; level > 1; --level)
+    t = static_cast<uint64_t*>(Arena::to_ptr(&a, t[(0x401000ull >> (12 + 9 * (level - 1))) & 511] & kPteAddr));
+  t[(0x401000 >> 12) & 511] |= kPteA;
+  ASSERT_TRUE(pt.translate(0x401000, &m));
+  EXPECT_TRUE(m.accessed);
+  ASSERT_TRUE(pt.translate(0x400000, &m));
+  EXPECT_FALSE(m.accessed);
+}
+
 TEST(Paging, UsesLargePagesWhenAligned) {
   Arena a;
   PageTables pt = make_tables(a);
