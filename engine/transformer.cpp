@@ -207,7 +207,6 @@ float* Transformer::forward(int token, int pos) {
   return logits_.data();
 }
 
-
 void Transformer::split_rows(MatvecFn fn, float* out, const Matrix& W, const float* x,
                              const QuantizedVector* xq) {
   if (pool_.size() == 1) {

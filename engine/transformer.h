@@ -86,7 +86,8 @@ class Transformer {
  private:
   // out = W x, quantizing x first when W's kernel works on int8 activations.
   void matvec(Site s, float* out, const Matrix& W, const float* x);
-  // The group's matrices of layer l, in stacked order, through a fused kernel: one pool pass.
+  // One layer's matrices of the group (n of them, in stacked order) through a fused kernel: the
+  // activation quantized once, one pool pass; out as FusedFn describes.
   void fused_matvec(Fusion f, FusedFn fn, float* const* out, const Matrix* const* W, int n, const float* x);
   // Splits W's rows over the pool: fn(out + r0, W, x, xq, r0, r1) per thread.
   void split_rows(MatvecFn fn, float* out, const Matrix& W, const float* x, const QuantizedVector* xq);
