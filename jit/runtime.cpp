@@ -18,6 +18,12 @@ double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+// A variant's output against the reference's: bit for bit, or within tol when reassociation is
+// allowed (tol > 0).
+bool matches(float got, float want, float tol) {
+  return tol > 0 ? std::fabs(got - want) <= tol : std::memcmp(&got, &want, sizeof(float)) == 0;
+}
+
 // The interpreter is ~100x slower than compiled code: verify it on a row prefix of ~16K
 // multiply-adds instead of the whole matrix (the code is the same IR the compiled tiers start from).
 constexpr int64_t kInterpVerifyMacs = 1 << 14;
@@ -228,8 +234,7 @@ bool Runtime::verify(MatvecFn fn, const Job& j, std::string* why) const {
     for (int64_t r = r0; r < rows; r++) {
       // Exact unless reassociation is allowed: the JIT then keeps the reference's float operations.
       const float g = got[size_t(r - r0)], w = want[size_t(r)];
-      const bool same = tol > 0 ? std::fabs(g - w) <= tol : std::memcmp(&g, &w, sizeof(float)) == 0;
-      if (!same) {
+      if (!matches(g, w, tol)) {
         char buf[160];
         std::snprintf(buf, sizeof buf, "row %" PRId64 " of [%" PRId64 ", %" PRId64 "): %.9g, reference %.9g", r, r0,
                       rows, double(got[size_t(r - r0)]), double(want[size_t(r)]));
@@ -276,7 +281,7 @@ bool Runtime::verify_fused(FusedFn fn, const Job& j, std::string* why) const {
     for (int i = 0; i < outs; base += int64_t(want[i].size()), i++)
       for (int64_t r = std::max<int64_t>(r0 - base, 0); r < int64_t(want[i].size()); r++) {
         const float g = got[i][size_t(r)], w = want[i][size_t(r)];
-        if (o_.reassoc ? !(std::fabs(g - w) <= tol) : std::memcmp(&g, &w, sizeof g) != 0) {
+        if (!matches(g, w, tol)) {
           char buf[160];
           std::snprintf(buf, sizeof buf, "%s row %" PRId64 " of [%" PRId64 ", %" PRId64 "): %.9g, reference %.9g",
                         site_name(sites[i]), r, r0, total, double(g), double(w));

@@ -64,13 +64,19 @@ inline bf::Matrix constant_shape(const bf::Matrix& W, int64_t rows) {
   return m;
 }
 
+// xq with the site's constants in place of its length and group (in *q), or null.
+inline const bf::QuantizedVector* constant_shape(const bf::QuantizedVector* xq, bf::QuantizedVector* q) {
+  if (!xq) return nullptr;
+  *q = {xq->q, xq->s, bf_spec_cols, bf_spec_group};
+  return q;
+}
+
 // Same contract as Kernels::matvec.
 template <Kernel K>
 inline void specialized(float* out, const bf::Matrix& W, const float* x, const bf::QuantizedVector* xq, int64_t r0,
                         int64_t r1) {
   bf::QuantizedVector q;
-  if (xq) q = {xq->q, xq->s, bf_spec_cols, bf_spec_group};
-  K(out, constant_shape(W, bf_spec_rows), x, xq ? &q : nullptr, r0, r1);
+  K(out, constant_shape(W, bf_spec_rows), x, constant_shape(xq, &q), r0, r1);
 }
 
 // FusedFn for Qkv (engine/transformer.h): the row range walks wq, wk, wv stacked, one pass.
@@ -78,12 +84,12 @@ template <Kernel K>
 inline void qkv(float* const* out, const bf::Matrix* const* W, const float* x, const bf::QuantizedVector* xq,
                 int64_t r0, int64_t r1) {
   bf::QuantizedVector q;
-  if (xq) q = {xq->q, xq->s, bf_spec_cols, bf_spec_group};
+  const bf::QuantizedVector* xc = constant_shape(xq, &q);
   const int64_t rows[3] = {bf_spec_rows, bf_spec_rows2, bf_spec_rows3};
   int64_t base = 0;
   for (int i = 0; i < 3; i++) {
     const int64_t lo = std::max(r0, base) - base, hi = std::min(r1, base + rows[i]) - base;
-    if (lo < hi) K(out[i] + lo, constant_shape(*W[i], rows[i]), x, xq ? &q : nullptr, lo, hi);
+    if (lo < hi) K(out[i] + lo, constant_shape(*W[i], rows[i]), x, xc, lo, hi);
     base += rows[i];
   }
 }
@@ -96,13 +102,13 @@ inline void w13(float* const* out, const bf::Matrix* const* W, const float* x, c
   // Long enough that the kernels' block-ahead prefetch runs ahead of nearly every block.
   constexpr int64_t kSlice = 256;
   bf::QuantizedVector q;
-  if (xq) q = {xq->q, xq->s, bf_spec_cols, bf_spec_group};
+  const bf::QuantizedVector* xc = constant_shape(xq, &q);
   const bf::Matrix w1 = constant_shape(*W[0], bf_spec_rows), w3 = constant_shape(*W[1], bf_spec_rows);
   float gate[kSlice], up[kSlice];
   for (int64_t r = r0; r < r1; r += kSlice) {
     const int64_t e = std::min(r1, r + kSlice);
-    K(gate, w1, x, xq ? &q : nullptr, r, e);
-    K(up, w3, x, xq ? &q : nullptr, r, e);
+    K(gate, w1, x, xc, r, e);
+    K(up, w3, x, xc, r, e);
     bf::ref_swiglu(gate, up, int(e - r));
     std::memcpy(out[0] + r, gate, size_t(e - r) * sizeof(float));
   }
