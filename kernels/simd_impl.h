@@ -185,13 +185,17 @@ inline __m256i hsum_broadcast(__m256i v) {
   return _mm256_add_epi32(v, _mm256_shuffle_epi32(v, 0xb1));
 }
 
-// 8 rows from rb against one quantized activation: out[i] = reference dot_quantized(row rb+i).
-template <DType T>
-void quant_rows(float* out, const Matrix& W, const QuantizedVector& xq, int64_t rb, const uint8_t* next,
-                int64_t next_bytes) {
+// 8 rows from rb against NT quantized activations xq[0..NT): out[t * ldo + i] = reference
+// dot_quantized(row rb+i, xq[t]). A block's weights (Q8_0: their magnitudes; Q4_0: the unpacked
+// nibbles) and the rows' scales are prepared once per block for all NT tokens (batched prefill);
+// per token and lane the integer dot is exact and the float steps are the reference's.
+template <DType T, int NT>
+void quant_rows(float* out, int64_t ldo, const Matrix& W, const QuantizedVector* xq, int64_t rb,
+                const uint8_t* next, int64_t next_bytes) {
   const int32_t G = matrix_group(W);
   const int64_t groups = W.cols / G;
-  __m256 acc = _mm256_setzero_ps();
+  __m256 acc[NT];
+  for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
   // Byte offsets of the 8 rows' blocks, for gathering their fp16 scales.
   const int32_t rb_bytes = int32_t(groups * (T == DType::Q4_0 ? sizeof(BlockQ4_0) : sizeof(BlockQ8_0)));
   const __m256i row_bytes = _mm256_mullo_epi32(_mm256_set1_epi32(rb_bytes), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
@@ -200,48 +204,73 @@ void quant_rows(float* out, const Matrix& W, const QuantizedVector& xq, int64_t 
     pf.step();
     __m256i p[8];
     __m256 d;
-    __m256i isum;  // lane i: the integer dot of row rb+i's block g
+    __m256i isum[NT];  // lane i: the integer dot of row rb+i's block g with token t
     if constexpr (T == DType::Q8_0) {
-      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq.q + g * G));
       const BlockQ8_0* b = static_cast<const BlockQ8_0*>(W.data) + rb * groups + g;
+      const auto row = [&](int i) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i * groups].qs)); };
+      __m256i mag[8];  // |w|; each token's x takes w's signs (dot_q8)
 #pragma GCC unroll 8
-      for (int i = 0; i < 8; i++)
-        p[i] = dot_q8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i * groups].qs)), xv);
+      for (int i = 0; i < 8; i++) mag[i] = _mm256_abs_epi8(row(i));
       d = block_scales(&b->d, row_bytes);
-      isum = reduce8(p);
-    } else if constexpr (T == DType::Q4_0) {
-      const __m128i* x = reinterpret_cast<const __m128i*>(xq.q + g * G);
-      const __m256i xlo = _mm256_broadcastsi128_si256(_mm_loadu_si128(x));
-      const __m256i xhi = _mm256_broadcastsi128_si256(_mm_loadu_si128(x + 1));
-      const BlockQ4_0* b = static_cast<const BlockQ4_0*>(W.data) + rb * groups + g;
 #pragma GCC unroll 4
-      for (int k = 0; k < 4; k++) p[k] = dot_q4_pair(b[2 * k * groups].qs, b[(2 * k + 1) * groups].qs, xlo, xhi);
-      // [r0 r2 r4 r6 | r1 r3 r5 r7] -> rows in order
-      const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
-      // sum (n - 8) x = sum n x - 8 sum x: nibbles are unsigned, so vpmaddubsw takes them as is.
-      const __m256i x8 = _mm256_slli_epi32(hsum_broadcast(udot2(_mm256_set1_epi8(1), xlo, _mm256_set1_epi8(1), xhi)), 2);
-      isum = _mm256_sub_epi32(_mm256_permutevar8x32_epi32(h, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)), x8);
+      for (int t = 0; t < NT; t++) {
+        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[t].q + g * G));
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++) p[i] = udot(mag[i], _mm256_sign_epi8(xv, row(i)));
+        isum[t] = reduce8(p);
+      }
+    } else if constexpr (T == DType::Q4_0) {
+      const BlockQ4_0* b = static_cast<const BlockQ4_0*>(W.data) + rb * groups + g;
+      const __m256i m = _mm256_set1_epi8(0x0f);
+      // Rows 2k and 2k+1 in the two 128-bit lanes: low nibbles (elements 0..15), high (16..31).
+      __m256i lo[4], hi[4];
+#pragma GCC unroll 4
+      for (int k = 0; k < 4; k++) {
+        const __m256i q = _mm256_inserti128_si256(
+            _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b[2 * k * groups].qs))),
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[(2 * k + 1) * groups].qs)), 1);
+        lo[k] = _mm256_and_si256(q, m);
+        hi[k] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m);
+      }
       d = block_scales(&b->d, row_bytes);
-    } else {  // Q8_G, G % 32 == 0
+#pragma GCC unroll 4
+      for (int t = 0; t < NT; t++) {
+        const __m128i* x = reinterpret_cast<const __m128i*>(xq[t].q + g * G);
+        const __m256i xlo = _mm256_broadcastsi128_si256(_mm_loadu_si128(x));
+        const __m256i xhi = _mm256_broadcastsi128_si256(_mm_loadu_si128(x + 1));
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) p[k] = udot2(lo[k], xlo, hi[k], xhi);
+        // [r0 r2 r4 r6 | r1 r3 r5 r7] -> rows in order
+        const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
+        // sum (n - 8) x = sum n x - 8 sum x: nibbles are unsigned, so vpmaddubsw takes them as is.
+        const __m256i x8 =
+            _mm256_slli_epi32(hsum_broadcast(udot2(_mm256_set1_epi8(1), xlo, _mm256_set1_epi8(1), xhi)), 2);
+        isum[t] = _mm256_sub_epi32(_mm256_permutevar8x32_epi32(h, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)), x8);
+      }
+    } else {  // Q8_G, G % 32 == 0: llama2.c's group sizes are large; nothing is shared across tokens
       const int8_t* w = static_cast<const int8_t*>(W.data) + (rb * groups + g) * G;
       const int64_t stride = groups * G;  // one row
-      for (int i = 0; i < 8; i++) p[i] = _mm256_setzero_si256();
-      for (int k = 0; k < G; k += 32) {
-        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq.q + g * G + k));
+      for (int t = 0; t < NT; t++) {
+        for (int i = 0; i < 8; i++) p[i] = _mm256_setzero_si256();
+        for (int k = 0; k < G; k += 32) {
+          const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[t].q + g * G + k));
 #pragma GCC unroll 8
-        for (int i = 0; i < 8; i++)
-          p[i] = _mm256_add_epi32(
-              p[i], dot_q8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + i * stride + k)), xv));
+          for (int i = 0; i < 8; i++)
+            p[i] = _mm256_add_epi32(
+                p[i], dot_q8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + i * stride + k)), xv));
+        }
+        isum[t] = reduce8(p);
       }
       const float* s = W.scales + rb * groups + g;
       d = _mm256_setr_ps(s[0], s[groups], s[2 * groups], s[3 * groups], s[4 * groups], s[5 * groups],
                          s[6 * groups], s[7 * groups]);
-      isum = reduce8(p);
     }
     // reference: sum += float(isum) * wscale * xq.s[g]
-    acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(isum), d), _mm256_set1_ps(xq.s[g])));
+    for (int t = 0; t < NT; t++)
+      acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(isum[t]), d),
+                                                   _mm256_set1_ps(xq[t].s[g])));
   }
-  _mm256_storeu_ps(out, acc);
+  for (int t = 0; t < NT; t++) _mm256_storeu_ps(out + t * ldo, acc[t]);
 }
 
 bool simd_quantized(const Matrix& W) {
@@ -282,18 +311,26 @@ void matmul(float* out, int64_t ldo, const Matrix& W, const float* x, int64_t ld
   };
   int64_t r = r0;
   if (quant && simd_quantized(W)) {
-    for (; r + 8 <= r1; r += 8)
-      for (int t = 0; t < n; t++) {
-        float* o = out + t * ldo + (r - r0);
-        // Only the first token streams from memory; later ones hit the cached block.
-        const uint8_t* pf = t == 0 ? next(r, 8) : nullptr;
+    // 16 tokens per pass over a row block, then 4, then one at a time; only the first pass streams
+    // the block from memory (prefetching the one ahead), later ones hit the cache.
+    const auto rows = [&]<DType T>() {
+      for (; r + 8 <= r1; r += 8) {
+        const uint8_t* pf = next(r, 8);
         const int64_t pfb = next_bytes(r, 8);
-        switch (W.type) {
-          case DType::Q8_0: quant_rows<DType::Q8_0>(o, W, xq[t], r, pf, pfb); break;
-          case DType::Q4_0: quant_rows<DType::Q4_0>(o, W, xq[t], r, pf, pfb); break;
-          default: quant_rows<DType::Q8_G>(o, W, xq[t], r, pf, pfb); break;
-        }
+        const auto pass = [&]<int NT>(int t) {
+          quant_rows<T, NT>(out + t * ldo + (r - r0), ldo, W, xq + t, r, t == 0 ? pf : nullptr, pfb);
+        };
+        int t = 0;
+        for (; t + 16 <= n; t += 16) pass.template operator()<16>(t);
+        for (; t + 4 <= n; t += 4) pass.template operator()<4>(t);
+        for (; t < n; t++) pass.template operator()<1>(t);
       }
+    };
+    switch (W.type) {
+      case DType::Q8_0: rows.template operator()<DType::Q8_0>(); break;
+      case DType::Q4_0: rows.template operator()<DType::Q4_0>(); break;
+      default: rows.template operator()<DType::Q8_G>(); break;
+    }
   } else if (!quant && (W.type == DType::F32 || W.type == DType::F16)) {
     const bool f16 = W.type == DType::F16;
     for (; r + 8 <= r1; r += 8) {

@@ -75,10 +75,12 @@ TEST_P(SimdKernels, MatvecEqualsReferenceBitForBit) {
 
 TEST_P(SimdKernels, MatmulEqualsMatvecPerToken) {
   const Kernels& ref = reference_kernels();
+  // Tokens: 7 = one f32 tile of 8 short, int8 passes of 4 + 3 singles; 23 = f32 tiles of 8 + 7,
+  // int8 passes of 16 + 4 + 3 singles.
+  for (const int n : {7, 23})
   for (const Shape& s : kShapes) {
-    std::mt19937 rng(uint32_t(s.rows * 31 + s.cols));
+    std::mt19937 rng(uint32_t(s.rows * 31 + s.cols + n));
     const RandomMatrix t = random_matrix(s.type, s.rows, s.cols, s.group, rng);
-    const int n = 7;  // tokens: one block of 4 and a remainder
     const int64_t ldx = s.cols + 3, ldo = s.rows + 5;
     std::normal_distribution<float> dist(0.0f, 1.0f);
     std::vector<float> x(size_t(n * ldx));
@@ -95,7 +97,8 @@ TEST_P(SimdKernels, MatmulEqualsMatvecPerToken) {
     for (int i = 0; i < n; i++)
       ref.matvec(want.data() + i * ldo, t.m, x.data() + i * ldx, quant ? &xq[size_t(i)] : nullptr, 0, s.rows);
     k().matmul(got.data(), ldo, t.m, x.data(), ldx, quant ? xq.data() : nullptr, n, 0, s.rows);
-    expect_same(want, got, std::string(dtype_name(s.type)) + " " + std::to_string(s.rows) + "x" + std::to_string(s.cols));
+    expect_same(want, got, std::string(dtype_name(s.type)) + " " + std::to_string(s.rows) + "x" + std::to_string(s.cols) +
+                               ", " + std::to_string(n) + " tokens");
   }
 }
 
