@@ -208,16 +208,23 @@ void quant_rows(float* out, int64_t ldo, const Matrix& W, const QuantizedVector*
     if constexpr (T == DType::Q8_0) {
       const BlockQ8_0* b = static_cast<const BlockQ8_0*>(W.data) + rb * groups + g;
       const auto row = [&](int i) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i * groups].qs)); };
-      __m256i mag[8];  // |w|; each token's x takes w's signs (dot_q8)
-#pragma GCC unroll 8
-      for (int i = 0; i < 8; i++) mag[i] = _mm256_abs_epi8(row(i));
       d = block_scales(&b->d, row_bytes);
-#pragma GCC unroll 4
-      for (int t = 0; t < NT; t++) {
-        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[t].q + g * G));
+      if constexpr (NT == 1) {  // decode: holding 8 magnitudes as well would spill (measured 1.2x slower)
+        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[0].q + g * G));
 #pragma GCC unroll 8
-        for (int i = 0; i < 8; i++) p[i] = udot(mag[i], _mm256_sign_epi8(xv, row(i)));
-        isum[t] = reduce8(p);
+        for (int i = 0; i < 8; i++) p[i] = dot_q8(row(i), xv);
+        isum[0] = reduce8(p);
+      } else {
+        __m256i mag[8];  // |w| once; each token's x takes w's signs (dot_q8)
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++) mag[i] = _mm256_abs_epi8(row(i));
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; t++) {
+          const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[t].q + g * G));
+#pragma GCC unroll 8
+          for (int i = 0; i < 8; i++) p[i] = udot(mag[i], _mm256_sign_epi8(xv, row(i)));
+          isum[t] = reduce8(p);
+        }
       }
     } else if constexpr (T == DType::Q4_0) {
       const BlockQ4_0* b = static_cast<const BlockQ4_0*>(W.data) + rb * groups + g;
@@ -294,31 +301,65 @@ constexpr int kTokenBlock = 64;
 constexpr int64_t kColChunk = 512;
 constexpr int kNT = 8;
 
+// For prefetching: the 8-row block two blocks after the one at row r, within [r0, r1) (null past
+// the end; the first blocks are left to the hardware prefetcher), and its bytes. Two blocks ahead
+// measured best (one block ahead leaves too little lead time to hide DRAM latency).
+struct BlockAhead {
+  const Matrix& W;
+  int64_t r1;
+  static constexpr int64_t kAhead = 2 * 8;
+  const uint8_t* next(int64_t r) const {
+    return r + kAhead < r1 ? static_cast<const uint8_t*>(W.data) + row_offset(W, r + kAhead) : nullptr;
+  }
+  int64_t bytes(int64_t r) const {
+    return row_offset(W, std::min(r1, r + kAhead + 8)) - row_offset(W, std::min(r1, r + kAhead));
+  }
+};
+
+// Decode: stream each 8-row block once, prefetching the block ahead. A path of its own (not
+// matmul with n = 1): the JIT specializes this function, and compiles faster without prefill's.
+void matvec(float* out, const Matrix& W, const float* x, const QuantizedVector* xq, int64_t r0, int64_t r1) {
+  const BlockAhead ahead{W, r1};
+  const bool quant = matrix_uses_quantized_activation(W);
+  int64_t r = r0;
+  if (quant && simd_quantized(W)) {
+    const auto rows = [&]<DType T>() {
+      for (; r + 8 <= r1; r += 8) quant_rows<T, 1>(out + (r - r0), 0, W, xq, r, ahead.next(r), ahead.bytes(r));
+    };
+    switch (W.type) {
+      case DType::Q8_0: rows.template operator()<DType::Q8_0>(); break;
+      case DType::Q4_0: rows.template operator()<DType::Q4_0>(); break;
+      default: rows.template operator()<DType::Q8_G>(); break;
+    }
+  } else if (!quant && (W.type == DType::F32 || W.type == DType::F16)) {
+    for (; r + 8 <= r1; r += 8) {
+      if (W.type == DType::F16) {
+        float_rows<true, 1>(out + (r - r0), 0, W, x, 0, r, 0, W.cols, nullptr, ahead.next(r), ahead.bytes(r));
+      } else {
+        float_rows<false, 1>(out + (r - r0), 0, W, x, 0, r, 0, W.cols, nullptr, ahead.next(r), ahead.bytes(r));
+      }
+    }
+  }
+  if (r < r1) reference_kernels().matvec(out + (r - r0), W, x, xq, r, r1);
+}
+
 void matmul(float* out, int64_t ldo, const Matrix& W, const float* x, int64_t ldx,
             const QuantizedVector* xq, int n, int64_t r0, int64_t r1) {
-  const Kernels& ref = reference_kernels();
+  if (n == 1) {
+    matvec(out, W, x, xq, r0, r1);
+    return;
+  }
+  const BlockAhead ahead{W, r1};
   const bool quant = matrix_uses_quantized_activation(W);
-  const uint8_t* base = static_cast<const uint8_t*>(W.data);
-  // The block `ahead` blocks after rows [r, r + rows) within [r0, r1), for prefetching (null past
-  // the end; the first blocks are left to the hardware prefetcher). Two blocks ahead measured
-  // best (one block ahead leaves too little lead time to hide DRAM latency).
-  constexpr int64_t ahead = 2;
-  const auto next = [&](int64_t r, int64_t rows) {
-    return r + ahead * rows < r1 ? base + row_offset(W, r + ahead * rows) : nullptr;
-  };
-  const auto next_bytes = [&](int64_t r, int64_t rows) {
-    return row_offset(W, std::min(r1, r + (ahead + 1) * rows)) - row_offset(W, std::min(r1, r + ahead * rows));
-  };
   int64_t r = r0;
   if (quant && simd_quantized(W)) {
     // 16 tokens per pass over a row block, then 4, then one at a time; only the first pass streams
     // the block from memory (prefetching the one ahead), later ones hit the cache.
     const auto rows = [&]<DType T>() {
       for (; r + 8 <= r1; r += 8) {
-        const uint8_t* pf = next(r, 8);
-        const int64_t pfb = next_bytes(r, 8);
         const auto pass = [&]<int NT>(int t) {
-          quant_rows<T, NT>(out + t * ldo + (r - r0), ldo, W, xq + t, r, t == 0 ? pf : nullptr, pfb);
+          quant_rows<T, NT>(out + t * ldo + (r - r0), ldo, W, xq + t, r, t == 0 ? ahead.next(r) : nullptr,
+                            ahead.bytes(r));
         };
         int t = 0;
         for (; t + 16 <= n; t += 16) pass.template operator()<16>(t);
@@ -334,12 +375,7 @@ void matmul(float* out, int64_t ldo, const Matrix& W, const float* x, int64_t ld
   } else if (!quant && (W.type == DType::F32 || W.type == DType::F16)) {
     const bool f16 = W.type == DType::F16;
     for (; r + 8 <= r1; r += 8) {
-      if (n == 1) {  // decode: stream the rows once, prefetching the blocks ahead
-        f16 ? float_rows<true, 1>(out + (r - r0), 0, W, x, 0, r, 0, W.cols, nullptr, next(r, 8), next_bytes(r, 8))
-            : float_rows<false, 1>(out + (r - r0), 0, W, x, 0, r, 0, W.cols, nullptr, next(r, 8), next_bytes(r, 8));
-        continue;
-      }
-      // Prefill: column chunks small enough that the 8 rows' chunk stays in L1 for every token.
+      // Column chunks small enough that the 8 rows' chunk stays in L1 for every token.
       alignas(32) float carry[kTokenBlock * 8];
       for (int t0 = 0; t0 < n; t0 += kTokenBlock) {
         const int nt = std::min(kTokenBlock, n - t0);
@@ -362,11 +398,7 @@ void matmul(float* out, int64_t ldo, const Matrix& W, const float* x, int64_t ld
       }
     }
   }
-  if (r < r1) ref.matmul(out + (r - r0), ldo, W, x, ldx, xq, n, r, r1);
-}
-
-void matvec(float* out, const Matrix& W, const float* x, const QuantizedVector* xq, int64_t r0, int64_t r1) {
-  matmul(out, 0, W, x, 0, xq, 1, r0, r1);
+  if (r < r1) reference_kernels().matmul(out + (r - r0), ldo, W, x, ldx, xq, n, r, r1);
 }
 
 // Scores of 8 * NG positions from t: NG independent accumulators (8 positions each, in lanes), so
