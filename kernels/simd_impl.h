@@ -189,9 +189,11 @@ inline __m256i hsum_broadcast(__m256i v) {
 // dot_quantized(row rb+i, xq[t]). A block's weights (Q8_0: their magnitudes; Q4_0: the unpacked
 // nibbles) and the rows' scales are prepared once per block for all NT tokens (batched prefill);
 // per token and lane the integer dot is exact and the float steps are the reference's.
+// x8 (Q4_0, NT == 1, optional): 8 x the sum of each block's quantized activations, computed once
+// per call instead of once per 8-row block (else it is computed here).
 template <DType T, int NT>
 void quant_rows(float* out, int64_t ldo, const Matrix& W, const QuantizedVector* xq, int64_t rb,
-                const uint8_t* next, int64_t next_bytes) {
+                const uint8_t* next, int64_t next_bytes, const int32_t* x8 = nullptr) {
   const int32_t G = matrix_group(W);
   const int64_t groups = W.cols / G;
   __m256 acc[NT];
@@ -250,9 +252,10 @@ void quant_rows(float* out, int64_t ldo, const Matrix& W, const QuantizedVector*
         // [r0 r2 r4 r6 | r1 r3 r5 r7] -> rows in order
         const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
         // sum (n - 8) x = sum n x - 8 sum x: nibbles are unsigned, so vpmaddubsw takes them as is.
-        const __m256i x8 =
-            _mm256_slli_epi32(hsum_broadcast(udot2(_mm256_set1_epi8(1), xlo, _mm256_set1_epi8(1), xhi)), 2);
-        isum[t] = _mm256_sub_epi32(_mm256_permutevar8x32_epi32(h, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)), x8);
+        const __m256i offset =
+            x8 ? _mm256_set1_epi32(x8[g])
+               : _mm256_slli_epi32(hsum_broadcast(udot2(_mm256_set1_epi8(1), xlo, _mm256_set1_epi8(1), xhi)), 2);
+        isum[t] = _mm256_sub_epi32(_mm256_permutevar8x32_epi32(h, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)), offset);
       }
     } else {  // Q8_G, G % 32 == 0: llama2.c's group sizes are large; nothing is shared across tokens
       const int8_t* w = static_cast<const int8_t*>(W.data) + (rb * groups + g) * G;
@@ -323,8 +326,19 @@ void matvec(float* out, const Matrix& W, const float* x, const QuantizedVector* 
   const bool quant = matrix_uses_quantized_activation(W);
   int64_t r = r0;
   if (quant && simd_quantized(W)) {
+    // Q4_0's offset term depends on the activation only: once per call (up to 64K columns).
+    constexpr int64_t kMaxBlocks = 2048;
+    int32_t x8[kMaxBlocks];
+    const bool hoist = W.type == DType::Q4_0 && W.cols / kBlock <= kMaxBlocks;
+    if (hoist)
+      for (int64_t g = 0; g < W.cols / kBlock; g++) {
+        int32_t sum = 0;
+        for (int k = 0; k < kBlock; k++) sum += xq->q[g * kBlock + k];
+        x8[g] = 8 * sum;
+      }
     const auto rows = [&]<DType T>() {
-      for (; r + 8 <= r1; r += 8) quant_rows<T, 1>(out + (r - r0), 0, W, xq, r, ahead.next(r), ahead.bytes(r));
+      for (; r + 8 <= r1; r += 8)
+        quant_rows<T, 1>(out + (r - r0), 0, W, xq, r, ahead.next(r), ahead.bytes(r), hoist ? x8 : nullptr);
     };
     switch (W.type) {
       case DType::Q8_0: rows.template operator()<DType::Q8_0>(); break;
