@@ -31,6 +31,27 @@ int chunk_count(int64_t rows, int threads) {
 
 }  // namespace
 
+template <class F>
+void Transformer::for_row_chunks(int64_t rows, const F& f) {
+  if (pool_.size() == 1) {
+    f(int64_t(0), rows);
+    return;
+  }
+  struct Job {
+    const F* f;
+    int64_t rows;
+    int chunks;
+  } job{&f, rows, chunk_count(rows, pool_.size())};
+  pool_.run(
+      [](void* p, int task, int) {
+        const Job& j = *static_cast<const Job*>(p);
+        int64_t r0, r1;
+        chunk_rows(j.rows, j.chunks, task, &r0, &r1);
+        if (r0 < r1) (*j.f)(r0, r1);
+      },
+      &job, job.chunks);
+}
+
 const char* fusion_name(Fusion f) {
   static const char* const names[kFusionCount] = {"qkv", "w13"};
   return size_t(f) < kFusionCount ? names[size_t(f)] : "?";
@@ -47,10 +68,8 @@ int Transformer::fusion_sites(Fusion f, Site* sites) {
 
 bool Transformer::site_uniform(Site s) const {
   const Matrix& first = site_matrix(s);
-  if (s == Site::Classifier) return true;
-  for (const LayerWeights& l : model_.weights.layers) {
-    const Matrix* const all[] = {&l.wq, &l.wk, &l.wv, &l.wo, &l.w1, &l.w2, &l.w3};
-    const Matrix& m = *all[size_t(s)];
+  for (size_t l = 1; l < model_.weights.layers.size(); l++) {
+    const Matrix& m = site_matrix(s, l);
     if (m.type != first.type || m.group != first.group || m.rows != first.rows || m.cols != first.cols) return false;
   }
   return true;
@@ -96,9 +115,10 @@ Transformer::Transformer(const Model& model, const Kernels& kernels, int threads
   xq_s_.resize(widest);
 }
 
-const Matrix& Transformer::site_matrix(Site s) const {
+const Matrix& Transformer::site_matrix(Site s, size_t layer) const {
   const Weights& w = model_.weights;
-  const LayerWeights& l = w.layers[0];
+  assert(layer < w.layers.size());
+  const LayerWeights& l = w.layers[layer];
   switch (s) {
     case Site::Wq: return l.wq;
     case Site::Wk: return l.wk;
@@ -130,28 +150,9 @@ void Transformer::fused_matvec(Fusion f, FusedFn fn, float* const* out, const Ma
   int64_t rows = W0.rows;
   if (f == Fusion::Qkv)
     for (int i = 1; i < n; i++) rows += W[i]->rows;
+  const QuantizedVector* xqp = quantized ? &xq : nullptr;
   const uint64_t t0 = observer_ ? prof::cycles() : 0;
-  struct Job {
-    FusedFn fn;
-    float* const* out;
-    const Matrix* const* W;
-    const float* x;
-    const QuantizedVector* xq;
-    int64_t rows;
-    int chunks;
-  } job{fn, out, W, x, quantized ? &xq : nullptr, rows, chunk_count(rows, pool_.size())};
-  if (pool_.size() == 1) {
-    fn(out, W, x, job.xq, 0, rows);
-  } else {
-    pool_.run(
-        [](void* p, int task, int) {
-          const Job& j = *static_cast<const Job*>(p);
-          int64_t r0, r1;
-          chunk_rows(j.rows, j.chunks, task, &r0, &r1);
-          if (r0 < r1) j.fn(j.out, j.W, j.x, j.xq, r0, r1);
-        },
-        &job, job.chunks);
-  }
+  for_row_chunks(rows, [&](int64_t r0, int64_t r1) { fn(out, W, x, xqp, r0, r1); });
   if (observer_) observer_->on_fused(f, fn, W, prof::cycles() - t0);
 }
 
@@ -209,26 +210,7 @@ float* Transformer::forward(int token, int pos) {
 
 void Transformer::split_rows(MatvecFn fn, float* out, const Matrix& W, const float* x,
                              const QuantizedVector* xq) {
-  if (pool_.size() == 1) {
-    fn(out, W, x, xq, 0, W.rows);
-    return;
-  }
-  struct Job {
-    MatvecFn fn;
-    float* out;
-    const Matrix* W;
-    const float* x;
-    const QuantizedVector* xq;
-    int chunks;
-  } job{fn, out, &W, x, xq, chunk_count(W.rows, pool_.size())};
-  pool_.run(
-      [](void* p, int task, int) {
-        const Job& j = *static_cast<const Job*>(p);
-        int64_t r0, r1;
-        chunk_rows(j.W->rows, j.chunks, task, &r0, &r1);
-        if (r0 < r1) j.fn(j.out + r0, *j.W, j.x, j.xq, r0, r1);
-      },
-      &job, job.chunks);
+  for_row_chunks(W.rows, [&](int64_t r0, int64_t r1) { fn(out + r0, W, x, xq, r0, r1); });
 }
 
 void Transformer::matmul(float* out, int64_t ldo, const Matrix& W, const float* x, int64_t ldx, int n) {
@@ -242,25 +224,8 @@ void Transformer::matmul(float* out, int64_t ldo, const Matrix& W, const float* 
     }
     xq = bxq_.data();
   }
-  struct Job {
-    decltype(Kernels::matmul) fn;
-    float* out;
-    int64_t ldo;
-    const Matrix* W;
-    const float* x;
-    int64_t ldx;
-    const QuantizedVector* xq;
-    int n, chunks;
-  } job{k_.matmul ? k_.matmul : reference_kernels().matmul, out, ldo, &W, x, ldx, xq, n,
-        chunk_count(W.rows, pool_.size())};
-  pool_.run(
-      [](void* p, int task, int) {
-        const Job& j = *static_cast<const Job*>(p);
-        int64_t r0, r1;
-        chunk_rows(j.W->rows, j.chunks, task, &r0, &r1);
-        if (r0 < r1) j.fn(j.out + r0, j.ldo, *j.W, j.x, j.ldx, j.xq, j.n, r0, r1);
-      },
-      &job, job.chunks);
+  const auto fn = k_.matmul ? k_.matmul : reference_kernels().matmul;
+  for_row_chunks(W.rows, [&](int64_t r0, int64_t r1) { fn(out + r0, ldo, W, x, ldx, xq, n, r0, r1); });
 }
 
 void Transformer::attend(float* out, const float* q, int64_t ld, int n, int pos0, size_t layer_off) {

@@ -56,8 +56,8 @@ class Transformer {
 
   // Replaces the matvec kernel of one call site; safe while another thread runs forward().
   void set_site_kernel(Site s, MatvecFn fn) { site_kernel_[size_t(s)].store(fn, std::memory_order_release); }
-  // The matrix a site multiplies by (layer 0 for per-layer sites).
-  const Matrix& site_matrix(Site s) const;
+  // The matrix a site multiplies by in `layer` (the classifier: the one classifier).
+  const Matrix& site_matrix(Site s, size_t layer = 0) const;
   // Runs the group in one pass from the next forward() on (null: separate matvecs again); safe
   // while another thread runs forward(). Only for a group fusable() says yes to.
   void set_fused_kernel(Fusion f, FusedFn fn) { fused_kernel_[size_t(f)].store(fn, std::memory_order_release); }
@@ -89,7 +89,11 @@ class Transformer {
   // One layer's matrices of the group (n of them, in stacked order) through a fused kernel: the
   // activation quantized once, one pool pass; out as FusedFn describes.
   void fused_matvec(Fusion f, FusedFn fn, float* const* out, const Matrix* const* W, int n, const float* x);
-  // Splits W's rows over the pool: fn(out + r0, W, x, xq, r0, r1) per thread.
+  // Splits rows [0, rows) into chunks claimed by the pool's threads: f(r0, r1) per chunk (one call
+  // over all rows without threads).
+  template <class F>
+  void for_row_chunks(int64_t rows, const F& f);
+  // Splits W's rows over the pool: fn(out + r0, W, x, xq, r0, r1) per chunk.
   void split_rows(MatvecFn fn, float* out, const Matrix& W, const float* x, const QuantizedVector* xq);
   // out[t*ldo ..] = W x[t*ldx ..] for t < n, with the batched kernel, rows split over the pool.
   void matmul(float* out, int64_t ldo, const Matrix& W, const float* x, int64_t ldx, int n);
