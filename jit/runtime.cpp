@@ -140,15 +140,17 @@ void Runtime::on_matvec(Site s, MatvecFn fn, float* out, const Matrix& W, const 
   const Tier want = target(Tier(st.tier.load(std::memory_order_acquire)), units);
   if (want == Tier::Aot) return;
   st.next_at.store(UINT64_MAX, std::memory_order_relaxed);  // until the job ends
-  Job j{s, want, false, Fusion::Qkv, W, std::vector<float>(x, x + W.cols), {}, {}, xq != nullptr};
+  enqueue(Job{s, want, false, Fusion::Qkv, W}, x, xq);
+}
+
+void Runtime::enqueue(Job j, const float* x, const QuantizedVector* xq) {
+  // A copy of the call's inputs: verification runs on them after the call has returned.
+  j.x.assign(x, x + j.W.cols);
+  j.quantized = xq != nullptr;
   if (xq) {
     j.q.assign(xq->q, xq->q + xq->n);
     j.s.assign(xq->s, xq->s + xq->n / xq->group);
   }
-  enqueue(std::move(j));
-}
-
-void Runtime::enqueue(Job j) {
   // A fixed tier is compiled on the forward thread, so that every later call runs at that tier.
   if (o_.sync || o_.policy != Policy::Tiered) {
     process(j);
@@ -178,13 +180,7 @@ void Runtime::maybe_fuse(Site s, const float* x, const QuantizedVector* xq) {
     return;
   }
   // x is this call's activation, which every site of the group shares.
-  const Matrix& W0 = t_.site_matrix(sites[0]);
-  Job j{s, top, true, f, W0, std::vector<float>(x, x + W0.cols), {}, {}, xq != nullptr};
-  if (xq) {
-    j.q.assign(xq->q, xq->q + xq->n);
-    j.s.assign(xq->s, xq->s + xq->n / xq->group);
-  }
-  enqueue(std::move(j));
+  enqueue(Job{s, top, true, f, t_.site_matrix(sites[0])}, x, xq);
 }
 
 void Runtime::on_fused(Fusion f, FusedFn, const Matrix* const*, uint64_t cycles) {

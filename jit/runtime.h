@@ -99,7 +99,7 @@ class Runtime final : public MatvecObserver, public prof::TierSource {
     Tier tier;
     bool fused = false;
     Fusion fusion = Fusion::Qkv;
-    Matrix W;  // a fused group's is unused: it is verified with layer 0's matrices
+    Matrix W;  // a fused group's: its first matrix (the activation's width and group)
     std::vector<float> x;
     std::vector<int8_t> q;
     std::vector<float> s;
@@ -132,7 +132,8 @@ class Runtime final : public MatvecObserver, public prof::TierSource {
   bool verify_fused(FusedFn fn, const Job& j, std::string* why) const;
   // After a call of site s: queues the fused group that s completes when all its sites are at top.
   void maybe_fuse(Site s, const float* x, const QuantizedVector* xq);
-  void enqueue(Job j);
+  // Compiles j now (synchronous or fixed policy) or queues it, with a copy of the inputs x, xq.
+  void enqueue(Job j, const float* x, const QuantizedVector* xq);
   void worker();
 
   Transformer& t_;

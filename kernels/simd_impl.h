@@ -304,6 +304,16 @@ constexpr int kTokenBlock = 64;
 constexpr int64_t kColChunk = 512;
 constexpr int kNT = 8;
 
+// rows.template operator()<T>() with T the int8 type W has (simd_quantized: Q8_0, Q4_0, else Q8_G).
+template <class Rows>
+void with_int8_type(DType type, const Rows& rows) {
+  switch (type) {
+    case DType::Q8_0: rows.template operator()<DType::Q8_0>(); break;
+    case DType::Q4_0: rows.template operator()<DType::Q4_0>(); break;
+    default: rows.template operator()<DType::Q8_G>(); break;
+  }
+}
+
 // For prefetching: the 8-row block two blocks after the one at row r, within [r0, r1) (null past
 // the end; the first blocks are left to the hardware prefetcher), and its bytes. Two blocks ahead
 // measured best (one block ahead leaves too little lead time to hide DRAM latency).
@@ -340,11 +350,7 @@ void matvec(float* out, const Matrix& W, const float* x, const QuantizedVector* 
       for (; r + 8 <= r1; r += 8)
         quant_rows<T, 1>(out + (r - r0), 0, W, xq, r, ahead.next(r), ahead.bytes(r), hoist ? x8 : nullptr);
     };
-    switch (W.type) {
-      case DType::Q8_0: rows.template operator()<DType::Q8_0>(); break;
-      case DType::Q4_0: rows.template operator()<DType::Q4_0>(); break;
-      default: rows.template operator()<DType::Q8_G>(); break;
-    }
+    with_int8_type(W.type, rows);
   } else if (!quant && (W.type == DType::F32 || W.type == DType::F16)) {
     for (; r + 8 <= r1; r += 8) {
       if (W.type == DType::F16) {
@@ -381,11 +387,7 @@ void matmul(float* out, int64_t ldo, const Matrix& W, const float* x, int64_t ld
         for (; t < n; t++) pass.template operator()<1>(t);
       }
     };
-    switch (W.type) {
-      case DType::Q8_0: rows.template operator()<DType::Q8_0>(); break;
-      case DType::Q4_0: rows.template operator()<DType::Q4_0>(); break;
-      default: rows.template operator()<DType::Q8_G>(); break;
-    }
+    with_int8_type(W.type, rows);
   } else if (!quant && (W.type == DType::F32 || W.type == DType::F16)) {
     const bool f16 = W.type == DType::F16;
     for (; r + 8 <= r1; r += 8) {
