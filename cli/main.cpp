@@ -21,6 +21,7 @@ const Command kCommands[] = {
     {"info", bf::cli::cmd_info, "describe a model file: format, shapes, tensor types, bytes per token"},
     {"bench", bf::cli::cmd_bench, "decode/prefill tok/s on synthetic models vs the measured memory roofline"},
     {"boot", bf::cli::cmd_boot, "boot the BareFlow unikernel under QEMU and run bareflow ARGS inside it"},
+    {"state", bf::cli::cmd_state, "the persistent store: show, verify, clear, report"},
 };
 
 void usage(FILE* out) {

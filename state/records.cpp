@@ -160,6 +160,7 @@ std::string record_run(ModelState& m, const std::vector<SiteRecord>& run_sites) 
   }
   m.runs++;
   m.stable_runs = moved.empty() && m.runs > 1 ? m.stable_runs + 1 : 0;
+  m.moving = moved;
   return moved;
 }
 
@@ -189,6 +190,7 @@ std::vector<uint8_t> encode(const ModelState& m) {
   w.str(m.file_name);
   w.u64(m.runs);
   w.u32(m.stable_runs);
+  w.str(m.moving);
   w.u32(uint32_t(m.sites.size()));
   for (const SiteRecord& s : m.sites) {
     w.str(s.name);
@@ -208,6 +210,7 @@ ModelState decode_model_state(const std::vector<uint8_t>& v, const std::string& 
   m.file_name = r.str();
   m.runs = r.u64();
   m.stable_runs = r.u32();
+  m.moving = r.str();
   const uint32_t n = r.count(4 + 8 + 8 + 4 + 4);
   m.sites.resize(n);
   for (SiteRecord& s : m.sites) {

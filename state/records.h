@@ -38,6 +38,7 @@ struct ModelState {
   std::string file_name;    // the model file's name when last run
   uint64_t runs = 0;
   uint32_t stable_runs = 0;  // consecutive runs in which no site moved and none appeared
+  std::string moving;        // what moved in the last run ("" when nothing did)
   std::vector<SiteRecord> sites;
 };
 
