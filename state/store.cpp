@@ -9,6 +9,7 @@
 #include <array>
 #include <cassert>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <utility>
 
@@ -121,6 +122,7 @@ struct Store::Io {
         if (ftruncate(fd, off_t(u->old_size)) != 0) fail(path, "fault plan: cannot undo");
       }
     }
+    if (plan.exit_process) _exit(kCrashExitStatus);
     throw SimulatedCrash{};
   }
 
@@ -214,6 +216,25 @@ SlotState read_slot(const Store::Io& io, int slot, Superblock& s) {
 }
 
 }  // namespace
+
+FaultPlan fault_plan_from_env() {
+  const char* v = std::getenv("BAREFLOW_STATE_FAULT");
+  if (!v || !*v) return {};
+  const std::string s = v;
+  const size_t colon = s.find(':');
+  const std::string mode = s.substr(0, colon);
+  FaultPlan p;
+  p.exit_process = true;
+  if (mode == "stop") p.mode = FaultPlan::Mode::Stop;
+  else if (mode == "tear") p.mode = FaultPlan::Mode::Tear;
+  else if (mode == "lose") p.mode = FaultPlan::Mode::LoseUnflushed;
+  else if (mode == "reorder") p.mode = FaultPlan::Mode::Reorder;
+  char* end = nullptr;
+  if (colon != std::string::npos) p.at_op = std::strtoull(s.c_str() + colon + 1, &end, 10);
+  if (p.mode == FaultPlan::Mode::None || colon == std::string::npos || !end || *end || p.at_op == 0)
+    fail("BAREFLOW_STATE_FAULT", "'" + s + "' is not stop:N, tear:N, lose:N or reorder:N (N >= 1)");
+  return p;
+}
 
 Store::Store(Store&& o) noexcept
     : path_(std::move(o.path_)), opt_(o.opt_), fd_(std::exchange(o.fd_, -1)), io_(std::exchange(o.io_, nullptr)),

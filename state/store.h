@@ -36,7 +36,14 @@ struct FaultPlan {
   enum class Mode : uint8_t { None, Stop, Tear, LoseUnflushed, Reorder };
   Mode mode = Mode::None;
   uint64_t at_op = 0;
+  bool exit_process = false;  // _exit(kCrashExitStatus) instead of throwing SimulatedCrash
 };
+constexpr int kCrashExitStatus = 86;
+
+// The plan in $BAREFLOW_STATE_FAULT ("stop:N", "tear:N", "lose:N", "reorder:N"), for crash tests
+// of whole runs: the process exits with kCrashExitStatus at that operation. None when unset;
+// throws bf::Error when malformed.
+FaultPlan fault_plan_from_env();
 
 // Thrown by the store when a FaultPlan fires; the Store object must not be used after it.
 struct SimulatedCrash {};
