@@ -4,8 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cstdlib>
 
+#include "engine/build_id.h"
 #include "engine/error.h"
 
 namespace bf::state {
@@ -70,6 +73,14 @@ TEST(Records, DefaultStatePathFollowsTheEnvironment) {
   unsetenv("XDG_CACHE_HOME");
   setenv("HOME", "/home/u", 1);
   EXPECT_EQ(default_state_path(), "/home/u/.cache/bareflow/state.bfs");
+}
+
+TEST(BuildId, IsTheExecutablesGnuBuildId) {
+  // The linker's note, as readelf shows it (Debian's toolchain writes one by default).
+  const std::string& id = engine_build_id();
+  ASSERT_EQ(id.size(), 40u) << "no NT_GNU_BUILD_ID in " << id;
+  const std::string cmd = "readelf -n /proc/" + std::to_string(getpid()) + "/exe | grep -q 'Build ID: " + id + "'";
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << id;
 }
 
 }  // namespace
