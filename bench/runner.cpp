@@ -13,7 +13,7 @@
 #include "engine/model.h"
 #include "engine/threadpool.h"
 #include "engine/transformer.h"
-#include "jit/cli.h"
+#include "jit/attach.h"
 
 namespace bf::bench {
 namespace {
@@ -122,13 +122,13 @@ JitResult measure_jit(const BenchOptions& o, const Model& model, Transformer& ao
   // Tiered needs ~10,000 work units per site for O3: at most this many decode tokens of warm-up.
   constexpr size_t kMaxWarmupTokens = 4096;
   JitResult j;
-  if (o.o3_vs_interp) {
-    j.o3_vs_interp = o.o3_vs_interp(model.weights.layers[0].wq);
+  if (!o.jit.empty()) {
+    j.o3_vs_interp = jit::o3_vs_interp_speedup(model.weights.layers[0].wq);
     std::fprintf(log, "bench:   jit wq matvec: O3 %.0fx the interpreter per multiply-add\n", j.o3_vs_interp);
   }
   for (size_t m = 0; m < o.jit.size(); m++) {
     Transformer tf(model, kernels_for(o.isa), threads);
-    const std::unique_ptr<jit::Session> s = o.jit[m].attach(tf);
+    const std::unique_ptr<jit::Session> s = jit::attach(tf, o.jit[m].options);
     if (!s) fail("--jit", "LLVM cannot compile for this host");
     const std::string& mode = o.jit[m].mode;
     if (mode == "tiered") {

@@ -4,30 +4,22 @@
 
 #include <cstdint>
 #include <cstdio>
-#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "bench/synthetic.h"
+#include "jit/options.h"
 #include "kernels/dispatch.h"
-
-namespace bf {
-class Transformer;
-namespace jit {
-class Session;
-}
-}  // namespace bf
 
 namespace bf::bench {
 
-// A JIT configuration timed besides AOT (bareflow bench --jit): `mode` is its --jit=MODE, `attach`
-// starts it on a Transformer through jit::Cli (the path generate uses; null if LLVM cannot serve this
-// host). Passed in because bareflow_core does not link the JIT.
+// A JIT configuration timed besides AOT (bareflow bench --jit): `mode` is its --jit=MODE, `options`
+// what generate's flags make of it (jit::attach starts it on a fresh Transformer).
 struct JitMode {
   std::string mode;
-  std::function<std::unique_ptr<jit::Session>(Transformer&)> attach;
+  jit::Options options;
 };
 
 struct BenchOptions {
@@ -40,7 +32,6 @@ struct BenchOptions {
   std::string dir;        // where synthetic model files are written (and deleted)
   bool keep = false;      // leave them there (to rerun them with generate --profile)
   std::vector<JitMode> jit;  // O0, O1, O2, O3, tiered in that order, or none
-  std::function<double(const Matrix&)> o3_vs_interp;  // with jit: per multiply-add, on the wq matrix
 };
 
 // Decode tok/s of the JIT modes (--jit); 0 where not measured.

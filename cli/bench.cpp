@@ -10,7 +10,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "engine/threadpool.h"
-#include "jit/cli.h"
+#include "cli/jit_flags.h"
 
 namespace bf::cli {
 namespace {
@@ -94,11 +94,10 @@ int cmd_bench(int argc, char** argv) {
       // Each column is generate's --jit=MODE; a build without LLVM rejects the flag here.
       o.jit.clear();  // a repeated --jit must not add columns
       for (const char* mode : {"O0", "O1", "O2", "O3", "tiered"}) {
-        auto c = std::make_shared<jit::Cli>();
-        c->parse(std::string("--jit=") + mode, a);
-        o.jit.push_back({mode, [c](Transformer& t) { return c->attach(t, nullptr); }});
+        jit::Options jo;
+        parse_jit_flag(std::string("--jit=") + mode, a, &jo);
+        o.jit.push_back({mode, jo});
       }
-      o.o3_vs_interp = jit::o3_vs_interp_speedup;
     } else if (f == "--json") {
       json = true;
     } else {

@@ -15,7 +15,8 @@
 #include "engine/threadpool.h"
 #include "engine/transformer.h"
 #include "kernels/dispatch.h"
-#include "jit/cli.h"
+#include "cli/jit_flags.h"
+#include "jit/attach.h"
 #include "profile/site_profiler.h"
 
 namespace bf::cli {
@@ -84,13 +85,13 @@ int cmd_generate(int argc, char** argv) {
   int threads = ThreadPool::default_threads();
   Isa isa = best_isa();
   bool prefill = true;
-  jit::Cli jit;
+  jit::Options jit;
   Args a{argc, argv};
   while (!a.done()) {
     const std::string f = a.next();
     if (f == "-h" || f == "--help") {
       std::fputs(kUsage, stdout);
-      std::fputs(jit::kCliUsage, stdout);
+      std::fputs(jit_usage(), stdout);
       std::fputs(kUsageEnd, stdout);
       return 0;
     } else if (f == "-m" || f == "--model") {
@@ -121,7 +122,7 @@ int cmd_generate(int argc, char** argv) {
       profile = true;
     } else if (f == "--profile-json") {
       profile_json = a.value(f);
-    } else if (jit.parse(f, a)) {
+    } else if (parse_jit_flag(f, a, &jit)) {
     } else if (!f.empty() && f[0] == '-') {
       fail(f, "unknown flag (see bareflow generate --help)");
     } else if (model_path.empty()) {
@@ -150,7 +151,7 @@ int cmd_generate(int argc, char** argv) {
     profiler = std::make_unique<prof::SiteProfiler>();
     transformer.set_matvec_observer(profiler.get());
   }
-  const std::unique_ptr<jit::Session> jit_session = jit.attach(transformer, profiler.get());
+  const std::unique_ptr<jit::Session> jit_session = jit::attach(transformer, jit, profiler.get());
   using Clock = std::chrono::steady_clock;
   Clock::time_point start;
   const Clock::time_point loop_start = Clock::now();

@@ -57,7 +57,7 @@ const char* fusion_name(Fusion f) {
   return size_t(f) < kFusionCount ? names[size_t(f)] : "?";
 }
 
-int Transformer::fusion_sites(Fusion f, Site* sites) {
+int fusion_sites(Fusion f, Site* sites) {
   if (f == Fusion::Qkv) {
     sites[0] = Site::Wq, sites[1] = Site::Wk, sites[2] = Site::Wv;
     return 3;
@@ -76,7 +76,7 @@ bool Transformer::site_uniform(Site s) const {
 }
 
 bool Transformer::fusable(Fusion f) const {
-  Site sites[3];
+  Site sites[kMaxFusionSites];
   const int n = fusion_sites(f, sites);
   const Matrix& first = site_matrix(sites[0]);
   for (int i = 0; i < n; i++) {
@@ -131,7 +131,8 @@ const Matrix& Transformer::site_matrix(Site s, size_t layer) const {
   }
 }
 
-void Transformer::matvec(Site s, float* out, const Matrix& W, const float* x) {
+void Transformer::matvec(Site s, size_t layer, float* out, const float* x) {
+  const Matrix& W = site_matrix(s, layer);
   const MatvecFn fn = site_kernel_[size_t(s)].load(std::memory_order_acquire);
   QuantizedVector xq{xq_q_.data(), xq_s_.data(), W.cols, matrix_group(W)};
   const bool quantized = matrix_uses_quantized_activation(W);
@@ -156,6 +157,31 @@ void Transformer::fused_matvec(Fusion f, FusedFn fn, float* const* out, const Ma
   if (observer_) observer_->on_fused(f, fn, W, prof::cycles() - t0);
 }
 
+void Transformer::attention_projections(size_t l, float* q, float* k, float* v) {
+  if (const FusedFn qkv = fused_kernel_[size_t(Fusion::Qkv)].load(std::memory_order_acquire)) {
+    float* const out[3] = {q, k, v};
+    const Matrix* const W[3] = {&site_matrix(Site::Wq, l), &site_matrix(Site::Wk, l), &site_matrix(Site::Wv, l)};
+    fused_matvec(Fusion::Qkv, qkv, out, W, 3, xb_.data());
+    return;
+  }
+  matvec(Site::Wq, l, q, xb_.data());
+  matvec(Site::Wk, l, k, xb_.data());
+  matvec(Site::Wv, l, v, xb_.data());
+}
+
+void Transformer::ffn(size_t l) {
+  if (const FusedFn w13 = fused_kernel_[size_t(Fusion::W13)].load(std::memory_order_acquire)) {
+    float* const out[1] = {hb_.data()};
+    const Matrix* const W[2] = {&site_matrix(Site::W1, l), &site_matrix(Site::W3, l)};
+    fused_matvec(Fusion::W13, w13, out, W, 2, xb_.data());
+  } else {
+    matvec(Site::W1, l, hb_.data(), xb_.data());
+    matvec(Site::W3, l, hb2_.data(), xb_.data());
+    k_.swiglu(hb_.data(), hb2_.data(), model_.config.hidden_dim);
+  }
+  matvec(Site::W2, l, xb_.data(), hb_.data());
+}
+
 float* Transformer::forward(int token, int pos) {
   const Config& c = model_.config;
   const Weights& w = model_.weights;
@@ -166,45 +192,28 @@ float* Transformer::forward(int token, int pos) {
 
   k_.dequantize_row(x, w.token_embedding, token);
 
-  for (int l = 0; l < c.n_layers; l++) {
-    const LayerWeights& lw = w.layers[size_t(l)];
-    const size_t layer_off = size_t(l) * size_t(positions_) * size_t(kv_dim);
+  for (size_t l = 0; l < size_t(c.n_layers); l++) {
+    const LayerWeights& lw = w.layers[l];
+    const size_t layer_off = l * size_t(positions_) * size_t(kv_dim);
     float* k = key_cache_.data() + layer_off + size_t(pos) * size_t(kv_dim);
     float* v = value_cache_.data() + layer_off + size_t(pos) * size_t(kv_dim);
 
-    // Attention: q, k, v of this position go straight into the cache.
+    // Attention: q, k, v of this position (k and v straight into the cache).
     k_.rmsnorm(xb_.data(), x, lw.rms_att, dim, c.norm_eps);
-    if (const FusedFn qkv = fused_kernel_[size_t(Fusion::Qkv)].load(std::memory_order_acquire)) {
-      float* const out[3] = {q_.data(), k, v};
-      const Matrix* const W[3] = {&lw.wq, &lw.wk, &lw.wv};
-      fused_matvec(Fusion::Qkv, qkv, out, W, 3, xb_.data());
-    } else {
-      matvec(Site::Wq, q_.data(), lw.wq, xb_.data());
-      matvec(Site::Wk, k, lw.wk, xb_.data());
-      matvec(Site::Wv, v, lw.wv, xb_.data());
-    }
+    attention_projections(l, q_.data(), k, v);
     k_.rope(q_.data(), k, pos, dim, kv_dim, head_size, c.rope_theta, c.rope_style);
     attend(xb_.data(), q_.data(), dim, 1, pos, layer_off);
-    matvec(Site::Wo, xb2_.data(), lw.wo, xb_.data());
+    matvec(Site::Wo, l, xb2_.data(), xb_.data());
     for (int i = 0; i < dim; i++) x[i] += xb2_[size_t(i)];
 
     // Feed-forward: w2(silu(w1 x) * w3 x).
     k_.rmsnorm(xb_.data(), x, lw.rms_ffn, dim, c.norm_eps);
-    if (const FusedFn w13 = fused_kernel_[size_t(Fusion::W13)].load(std::memory_order_acquire)) {
-      float* const out[1] = {hb_.data()};
-      const Matrix* const W[2] = {&lw.w1, &lw.w3};
-      fused_matvec(Fusion::W13, w13, out, W, 2, xb_.data());
-    } else {
-      matvec(Site::W1, hb_.data(), lw.w1, xb_.data());
-      matvec(Site::W3, hb2_.data(), lw.w3, xb_.data());
-      k_.swiglu(hb_.data(), hb2_.data(), c.hidden_dim);
-    }
-    matvec(Site::W2, xb_.data(), lw.w2, hb_.data());
+    ffn(l);
     for (int i = 0; i < dim; i++) x[i] += xb_[size_t(i)];
   }
 
   k_.rmsnorm(x, x, w.rms_final, dim, c.norm_eps);
-  matvec(Site::Classifier, logits_.data(), w.classifier, x);
+  matvec(Site::Classifier, 0, logits_.data(), x);
   return logits_.data();
 }
 
@@ -224,8 +233,7 @@ void Transformer::matmul(float* out, int64_t ldo, const Matrix& W, const float* 
     }
     xq = bxq_.data();
   }
-  const auto fn = k_.matmul ? k_.matmul : reference_kernels().matmul;
-  for_row_chunks(W.rows, [&](int64_t r0, int64_t r1) { fn(out + r0, ldo, W, x, ldx, xq, n, r0, r1); });
+  for_row_chunks(W.rows, [&](int64_t r0, int64_t r1) { k_.matmul(out + r0, ldo, W, x, ldx, xq, n, r0, r1); });
 }
 
 void Transformer::attend(float* out, const float* q, int64_t ld, int n, int pos0, size_t layer_off) {

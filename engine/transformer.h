@@ -7,45 +7,11 @@
 #include <vector>
 
 #include "engine/model.h"
+#include "engine/sites.h"
 #include "engine/threadpool.h"
 #include "kernels/kernels.h"
 
 namespace bf {
-
-// The matrix-vector call sites of a forward pass. Every layer's site of a kind has the same shape, so
-// a kernel specialized for a site (the JIT) serves all layers.
-enum class Site : uint8_t { Wq, Wk, Wv, Wo, W1, W2, W3, Classifier, Count };
-constexpr size_t kSiteCount = size_t(Site::Count);
-const char* site_name(Site s);
-
-using MatvecFn = decltype(Kernels::matvec);
-
-// Groups of matvecs that read the same activation and can run as one pass when the JIT installs a
-// fused kernel: Qkv = wq, wk, wv; W13 = w1, w3 with SwiGLU applied to the pair (w2's input).
-enum class Fusion : uint8_t { Qkv, W13, Count };
-constexpr size_t kFusionCount = size_t(Fusion::Count);
-const char* fusion_name(Fusion f);
-
-// One row range of a fused group, rows counted through the group's matrices stacked in order:
-//   Qkv: rows [0, wq.rows) of wq into out[0], then wk's into out[1], then wv's into out[2];
-//   W13: rows [0, w1.rows) of both, out[0][r] = silu(w1 x)[r] * (w3 x)[r] (the swiglu kernel's).
-// out[i] are whole output vectors (not offset by r0). Every matrix of a group takes the same
-// activation form: xq (quantized once) if they use int8 activations, else x.
-using FusedFn = void (*)(float* const* out, const Matrix* const* W, const float* x, const QuantizedVector* xq,
-                         int64_t r0, int64_t r1);
-
-// Sees every matvec call once it returned: the profiler and the JIT's tier counters. `fn` is the
-// kernel that ran, `cycles` its cost in TSC ticks (profile/cycles.h). Called on the forward thread.
-class MatvecObserver {
- public:
-  virtual void on_matvec(Site s, MatvecFn fn, float* out, const Matrix& W, const float* x,
-                         const QuantizedVector* xq, uint64_t cycles) = 0;
-  // A fused group ran in one pass (only once a fused kernel is installed). W: the group's matrices.
-  virtual void on_fused(Fusion f, FusedFn fn, const Matrix* const* W, uint64_t cycles) = 0;
-
- protected:
-  ~MatvecObserver() = default;
-};
 
 class Transformer {
  public:
@@ -61,8 +27,6 @@ class Transformer {
   // Runs the group in one pass from the next forward() on (null: separate matvecs again); safe
   // while another thread runs forward(). Only for a group fusable() says yes to.
   void set_fused_kernel(Fusion f, FusedFn fn) { fused_kernel_[size_t(f)].store(fn, std::memory_order_release); }
-  // The sites of a group, in stacked order (W13: w1, w3), and how many there are.
-  static int fusion_sites(Fusion f, Site* sites);
   // Whether every layer's matrix of the site has layer 0's type, group size and shape, so that one
   // kernel specialized to site_matrix(s) serves them all (a mixed-precision file may differ).
   bool site_uniform(Site s) const;
@@ -84,8 +48,15 @@ class Transformer {
   const Config& config() const { return model_.config; }
 
  private:
-  // out = W x, quantizing x first when W's kernel works on int8 activations.
-  void matvec(Site s, float* out, const Matrix& W, const float* x);
+  // out = W x for the site's matrix of `layer`, quantizing x first when its kernel works on int8
+  // activations.
+  void matvec(Site s, size_t layer, float* out, const float* x);
+  // q, k, v of `layer` from xb_: one pass of the fused qkv kernel when the JIT installed one, else
+  // three matvecs.
+  void attention_projections(size_t layer, float* q, float* k, float* v);
+  // xb_ = w2(silu(w1 xb_) * w3 xb_) of `layer`: w1 and w3 in one pass of the fused w13 kernel (SwiGLU
+  // included) when the JIT installed one, else two matvecs and swiglu.
+  void ffn(size_t layer);
   // One layer's matrices of the group (n of them, in stacked order) through a fused kernel: the
   // activation quantized once, one pool pass; out as FusedFn describes.
   void fused_matvec(Fusion f, FusedFn fn, float* const* out, const Matrix* const* W, int n, const float* x);
@@ -108,16 +79,25 @@ class Transformer {
   std::array<std::atomic<MatvecFn>, kSiteCount> site_kernel_;
   std::array<std::atomic<FusedFn>, kFusionCount> fused_kernel_{};
   MatvecObserver* observer_ = nullptr;
-  // Activations (run.c's RunState).
-  std::vector<float> x_, xb_, xb2_, hb_, hb2_, q_, att_, logits_;
-  std::vector<float> key_cache_, value_cache_;  // [layer][pos][kv_dim]
-  std::vector<int8_t> xq_q_;
-  std::vector<float> xq_s_;
+  // Activations (run.c's RunState), for one position.
+  std::vector<float> x_;       // (dim,) the residual stream
+  std::vector<float> xb_;      // (dim,) inside a residual branch: rmsnorm'd input, attention output, ffn output
+  std::vector<float> xb2_;     // (dim,) wo's output, before the residual add
+  std::vector<float> hb_;      // (hidden_dim,) w1's output, then silu(w1 x) * w3 x
+  std::vector<float> hb2_;     // (hidden_dim,) w3's output (unused once w13 is fused)
+  std::vector<float> q_;       // (dim,) the query; k and v go straight into the caches
+  std::vector<float> att_;     // (threads, positions) one attention score row per pool thread
+  std::vector<float> logits_;  // (vocab_size,)
+  std::vector<float> key_cache_, value_cache_;  // (n_layers, positions, kv_dim)
+  std::vector<int8_t> xq_q_;   // (max(dim, hidden_dim),) the int8 activation of the current matvec
+  std::vector<float> xq_s_;    // (max(dim, hidden_dim),) its block scales (at most one per element)
   ThreadPool pool_;
-  // Prefill batch buffers ([token][width]), allocated by the first prefill().
-  std::vector<float> bx_, bxb_, bxb2_, bq_, bhb_, bhb2_, bxq_s_;
-  std::vector<int8_t> bxq_q_;
-  std::vector<QuantizedVector> bxq_;
+  // Prefill batch buffers, allocated by the first prefill(): rows padded() floats apart.
+  std::vector<float> bx_, bxb_, bxb2_, bq_;  // (kMaxBatch, dim) x_, xb_, xb2_, q_ per token
+  std::vector<float> bhb_, bhb2_;            // (kMaxBatch, hidden_dim) hb_, hb2_ per token
+  std::vector<int8_t> bxq_q_;                // (kMaxBatch, max(dim, hidden_dim)) int8 activations
+  std::vector<float> bxq_s_;                 // (kMaxBatch, max(dim, hidden_dim)) their scales
+  std::vector<QuantizedVector> bxq_;         // (kMaxBatch,) views of the two above
 };
 
 }  // namespace bf

@@ -1,6 +1,7 @@
 #include "jit/compiler.h"
 
 #include <algorithm>
+#include <cassert>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -13,6 +14,7 @@
 #include "llvm/ExecutionEngine/ExecutionEngine.h"
 #include "llvm/ExecutionEngine/GenericValue.h"
 #include "llvm/ExecutionEngine/Interpreter.h"  // links the interpreter in
+#include "llvm/ExecutionEngine/Orc/Core.h"
 #include "llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h"
 #include "llvm/ExecutionEngine/Orc/LLJIT.h"
 #include "llvm/ExecutionEngine/Orc/ObjectTransformLayer.h"
@@ -116,7 +118,7 @@ void allow_reassociation(Module& M) {
 }
 
 Expected<std::unique_ptr<Module>> specialize(LLVMContext& ctx, const Spec& spec, const std::string& name,
-                                             bool reassoc, bool corrupt, bool interp, const std::string& cpu,
+                                             bool reassoc, bool miscompile, bool interp, const std::string& cpu,
                                              const std::string& features, const char** family_out) {
   const Matrix& W = spec.W;
   std::unique_ptr<MemoryBuffer> buf = MemoryBuffer::getMemBuffer(
@@ -145,7 +147,7 @@ Expected<std::unique_ptr<Module>> specialize(LLVMContext& ctx, const Spec& spec,
       {"bf_spec_type", uint64_t(W.type)},
       {"bf_spec_group", uint64_t(W.group)},
       {"bf_spec_rows", uint64_t(W.rows)},
-      {"bf_spec_cols", uint64_t(corrupt ? W.cols - 1 : W.cols)},
+      {"bf_spec_cols", uint64_t(miscompile ? W.cols - 1 : W.cols)},
       {"bf_spec_rows2", uint64_t(spec.rows2)},
       {"bf_spec_rows3", uint64_t(spec.rows3)},
   };
@@ -248,15 +250,37 @@ Expected<std::unique_ptr<Compiler>> Compiler::create(const std::string& cpu, con
   return c;
 }
 
+namespace {
+void clear_slot(size_t i) {
+  InterpSlot& s = g_slots[i];
+  std::lock_guard<std::mutex> lock(s.mu);
+  s.fn = nullptr;
+  s.ee.reset();
+  s.ctx.reset();
+}
+}  // namespace
+
 Compiler::~Compiler() {
-  for (size_t i = 0; i < kInterpSlots; i++) {
-    if (!slots_used_[i]) continue;
-    InterpSlot& s = g_slots[i];
-    std::lock_guard<std::mutex> lock(s.mu);
-    s.fn = nullptr;
-    s.ee.reset();
-    s.ctx.reset();
+  for (size_t i = 0; i < kInterpSlots; i++)
+    if (slot_owner_[i]) clear_slot(i);
+  trackers_.clear();
+}
+
+llvm::Error Compiler::free(VariantId id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (const auto it = trackers_.find(id); it != trackers_.end()) {
+    const IntrusiveRefCntPtr<orc::ResourceTracker> rt = std::move(it->second);
+    trackers_.erase(it);
+    return rt->remove();
   }
+  for (size_t i = 0; i < kInterpSlots; i++)
+    if (slot_owner_[i] == id) {
+      clear_slot(i);
+      slot_owner_[i] = 0;
+      return Error::success();
+    }
+  // An interpreted variant whose slot a newer one took is already gone.
+  return Error::success();
 }
 
 Expected<orc::LLJIT&> Compiler::jit_for(Tier tier) {
@@ -308,8 +332,8 @@ Expected<orc::LLJIT&> Compiler::jit_for(Tier tier) {
   return *slot;
 }
 
-Expected<Variant> Compiler::compile(const Spec& spec, Tier tier, const std::string& name, size_t interp_slot,
-                                    bool reassoc, bool corrupt) {
+Expected<Variant> Compiler::compile(const Spec& spec, Tier tier, const std::string& name, const CompileOptions& o) {
+  assert(tier > Tier::Aot && tier < Tier::Count);
   if (spec.fused && tier == Tier::Interp) return err("fused kernels are compiled tiers only");
   using Clock = std::chrono::steady_clock;
   const Clock::time_point start = Clock::now();
@@ -318,12 +342,13 @@ Expected<Variant> Compiler::compile(const Spec& spec, Tier tier, const std::stri
   auto ctx = std::make_unique<LLVMContext>();
   Variant v;
   v.tier = tier;
+  v.id = ++last_id_;
   Expected<std::unique_ptr<Module>> m =
-      specialize(*ctx, spec, name, reassoc, corrupt, tier == Tier::Interp, cpu_, features_, &v.family);
+      specialize(*ctx, spec, name, o.reassoc, o.miscompile, tier == Tier::Interp, cpu_, features_, &v.family);
   if (!m) return m.takeError();
 
   if (tier == Tier::Interp) {
-    if (interp_slot >= kInterpSlots) return err("no interpreter slot " + std::to_string(interp_slot));
+    if (o.interp_slot >= kInterpSlots) return err("no interpreter slot " + std::to_string(o.interp_slot));
     optimize(**m, nullptr, tier);
     std::string why;
     std::unique_ptr<ExecutionEngine> ee(
@@ -331,14 +356,14 @@ Expected<Variant> Compiler::compile(const Spec& spec, Tier tier, const std::stri
     if (!ee) return err("cannot create the LLVM interpreter: " + why);
     Function* fn = ee->FindFunctionNamed(name);
     if (!fn) return err("interpreter lost " + name);
-    InterpSlot& s = g_slots[interp_slot];
+    InterpSlot& s = g_slots[o.interp_slot];
     std::lock_guard<std::mutex> slot_lock(s.mu);
     s.ee.reset();
     s.ee = std::move(ee);
     s.ctx = std::move(ctx);
     s.fn = fn;
-    slots_used_.set(interp_slot);
-    v.fn = kTrampolines[interp_slot];
+    slot_owner_[o.interp_slot] = v.id;
+    v.fn = kTrampolines[o.interp_slot];
     v.compile_ms = elapsed_ms();
     return v;
   }
@@ -350,9 +375,11 @@ Expected<Variant> Compiler::compile(const Spec& spec, Tier tier, const std::stri
   v.parse_ms = elapsed_ms();
   optimize(**m, tm_.get(), tier);
   v.optimize_ms = elapsed_ms() - v.parse_ms;
-  if (llvm::Error e = j->addIRModule(orc::ThreadSafeModule(std::move(*m), std::move(ctx)))) return e;
+  orc::ResourceTrackerSP rt = j->getMainJITDylib().createResourceTracker();
+  if (llvm::Error e = j->addIRModule(rt, orc::ThreadSafeModule(std::move(*m), std::move(ctx)))) return e;
   Expected<orc::ExecutorAddr> addr = j->lookup(name);  // compiles and links now
-  if (!addr) return addr.takeError();
+  if (!addr) return joinErrors(addr.takeError(), rt->remove());
+  trackers_.emplace(v.id, std::move(rt));
   if (spec.fused) {
     v.fused = addr->toPtr<FusedFn>();
   } else {

@@ -4,27 +4,27 @@
 #pragma once
 
 #include <array>
-#include <bitset>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 
-#include "engine/transformer.h"
+#include "engine/sites.h"
+#include "jit/options.h"
+#include "llvm/ADT/IntrusiveRefCntPtr.h"
 #include "llvm/Support/Error.h"
-#include "profile/profiler.h"
 
 namespace llvm {
 class TargetMachine;
 namespace orc {
 class LLJIT;
 class JITTargetMachineBuilder;
+class ResourceTracker;
 }  // namespace orc
 }  // namespace llvm
 
 namespace bf::jit {
-
-using prof::Tier;
 
 // What a variant computes: one site's matvec (W: layer 0's matrix of the site), or a fused group
 // (W: its first matrix; rows2, rows3: the rows of the others, which share W's type and width).
@@ -35,7 +35,11 @@ struct Spec {
   int64_t rows2 = 0, rows3 = 0;
 };
 
+// Names a compiled variant's code for Compiler::free (0: none).
+using VariantId = uint64_t;
+
 struct Variant {
+  VariantId id = 0;
   MatvecFn fn = nullptr;    // a site's matvec
   FusedFn fused = nullptr;  // a fused group (compiled tiers only)
   Tier tier = Tier::Aot;
@@ -51,6 +55,16 @@ struct Variant {
 // interpreter at a time (compiling into a slot replaces what was there).
 constexpr size_t kInterpSlots = 16;
 
+struct CompileOptions {
+  size_t interp_slot = 0;  // Tier::Interp: the slot (< kInterpSlots) the variant takes
+  // LLVM may reorder and fuse float additions and multiplications (vectorized dot products; results
+  // then differ from the reference by rounding).
+  bool reassoc = false;
+  // Tests only (jit/test_hooks.h): bakes a wrong column count into the variant, to prove that
+  // verification rejects bad code.
+  bool miscompile = false;
+};
+
 class Compiler {
  public:
   // For the host CPU (name and features from LLVM's host detection), or for `cpu` with `features`
@@ -60,16 +74,13 @@ class Compiler {
                                                           const std::string& features = "");
   ~Compiler();
 
-  // `name` must be unique per compiled (non-interpreter) variant. `reassoc` lets LLVM reorder and
-  // fuse float additions and multiplications (vectorized dot products; results then differ from the
-  // reference by rounding). `corrupt` bakes a wrong column count into the variant: tests use it to
-  // prove that verification rejects bad code.
-  llvm::Expected<Variant> compile(const Spec& spec, Tier tier, const std::string& name, size_t interp_slot,
-                                  bool reassoc = false, bool corrupt = false);
-  llvm::Expected<Variant> compile(const Matrix& W, Tier tier, const std::string& name, size_t interp_slot,
-                                  bool reassoc = false, bool corrupt = false) {
-    return compile(Spec{W}, tier, name, interp_slot, reassoc, corrupt);
-  }
+  // `name` must be unique per compiled (non-interpreter) variant. Each compiled variant has its own
+  // ORC ResourceTracker, so that free() can give its code back.
+  llvm::Expected<Variant> compile(const Spec& spec, Tier tier, const std::string& name,
+                                  const CompileOptions& o = {});
+  // Frees a variant's code (an interpreted one: its slot, unless a newer variant took it). The
+  // caller guarantees that no thread is inside it or will call it again.
+  llvm::Error free(VariantId id);
 
   const std::string& cpu() const { return cpu_; }
   const std::string& features() const { return features_; }
@@ -87,7 +98,12 @@ class Compiler {
   uint64_t last_object_text_ = 0;
   uint64_t dumped_ = 0;  // objects written to $BAREFLOW_JIT_DUMP
   uint64_t code_bytes_ = 0;
-  std::bitset<kInterpSlots> slots_used_;  // emptied on destruction, before LLVM's own statics go
+  VariantId last_id_ = 0;
+  // The live variants: each interpreter slot's (emptied on destruction, before LLVM's own statics
+  // go), and each compiled variant's tracker (emptied before jits_ go: a tracker's destructor
+  // reaches its ExecutionSession).
+  std::array<VariantId, kInterpSlots> slot_owner_{};
+  std::map<VariantId, llvm::IntrusiveRefCntPtr<llvm::orc::ResourceTracker>> trackers_;
 };
 
 // The embedded kernel bitcode (bytes).

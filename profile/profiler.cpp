@@ -9,11 +9,6 @@
 
 namespace bf::prof {
 
-const char* tier_name(Tier t) {
-  static const char* const names[kTierCount] = {"aot", "interp", "O0", "O1", "O2", "O3"};
-  return size_t(t) < kTierCount ? names[size_t(t)] : "?";
-}
-
 double cycles_per_second() {
   static const double hz = [] {
     using Clock = std::chrono::steady_clock;
@@ -27,9 +22,15 @@ double cycles_per_second() {
   return hz;
 }
 
-Profiler::Profiler(std::vector<std::string> site_names) {
+Profiler::Profiler(std::vector<std::string> site_names, std::vector<std::string> variant_names) {
   sites_.resize(site_names.size());
   for (size_t i = 0; i < sites_.size(); i++) sites_[i].name = std::move(site_names[i]);
+  set_variant_names(std::move(variant_names));
+}
+
+void Profiler::set_variant_names(std::vector<std::string> names) {
+  assert(!names.empty() && names.size() <= kMaxVariants);
+  variant_names_ = std::move(names);
 }
 
 uint64_t Profiler::total_calls() const {
@@ -47,7 +48,7 @@ uint64_t Profiler::total_cycles() const {
 namespace {
 // Keeps the measured loop from being folded: the real hook is an indirect call too.
 void (*volatile g_record)(Profiler&, uint64_t) = [](Profiler& p, uint64_t c) {
-  p.record(0, c, 1, 1, Tier::Aot);
+  p.record(0, c, 1, 1, 0);
 };
 }  // namespace
 
@@ -79,8 +80,8 @@ void Profiler::print(FILE* out, double wall_seconds) const {
                  s.name.c_str(), s.calls, secs * 1e3, total ? 100.0 * double(s.cycles) / double(total) : 0.0,
                  double(s.cycles) / double(s.calls), s.min_cycles, s.max_cycles,
                  secs > 0 ? double(s.macs) / secs / 1e9 : 0.0, secs > 0 ? double(s.bytes) / secs / 1e9 : 0.0);
-    for (size_t t = 0; t < kTierCount; t++)
-      if (s.tier_calls[t]) std::fprintf(out, "%s:%" PRIu64 " ", tier_name(Tier(t)), s.tier_calls[t]);
+    for (size_t v = 0; v < variant_names_.size(); v++)
+      if (s.variant_calls[v]) std::fprintf(out, "%s:%" PRIu64 " ", variant_names_[v].c_str(), s.variant_calls[v]);
     std::fputc('\n', out);
   }
   const double overhead_secs = overhead_cycles_per_call() * double(total_calls()) / hz;
@@ -109,10 +110,10 @@ void Profiler::write_json(const std::string& path, double wall_seconds) const {
                  s.bytes);
     first = false;
     bool first_tier = true;
-    for (size_t t = 0; t < kTierCount; t++) {
-      if (!s.tier_calls[t]) continue;
+    for (size_t v = 0; v < variant_names_.size(); v++) {
+      if (!s.variant_calls[v]) continue;
       std::fprintf(f, "%s\"%s\": {\"calls\": %" PRIu64 ", \"cycles\": %" PRIu64 "}", first_tier ? "" : ", ",
-                   tier_name(Tier(t)), s.tier_calls[t], s.tier_cycles[t]);
+                   variant_names_[v].c_str(), s.variant_calls[v], s.variant_cycles[v]);
       first_tier = false;
     }
     std::fprintf(f, "}}");

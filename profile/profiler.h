@@ -1,11 +1,13 @@
 // Per-call-site counters: calls, TSC cycles (total, min, max), work done (multiply-adds, bytes of
-// weights read) and the tier each call ran at (AOT, interpreter, JIT O0..O3). Printed as a table
-// by `bareflow generate --profile`, written as JSON by --profile-json.
+// weights read) and which variant of the site's kernel each call ran (0 = the AOT kernel; the JIT
+// numbers and names its tiers). Printed as a table by `bareflow generate --profile`, written as JSON
+// by --profile-json.
 //
 // record() is meant for one thread (the one running the forward pass): plain counters, no atomics.
 #pragma once
 
 #include <array>
+#include <cassert>
 #include <cstdint>
 #include <cstdio>
 #include <string>
@@ -13,10 +15,8 @@
 
 namespace bf::prof {
 
-// What compiled the code a call ran. Aot is the kernel built into the executable.
-enum class Tier : uint8_t { Aot, Interp, O0, O1, O2, O3, Count };
-constexpr size_t kTierCount = size_t(Tier::Count);
-const char* tier_name(Tier t);
+// Kernel variants a site can count calls for: 0 is the kernel built into the executable ("aot").
+constexpr size_t kMaxVariants = 8;
 
 struct SiteStats {
   std::string name;
@@ -26,15 +26,18 @@ struct SiteStats {
   uint64_t max_cycles = 0;
   uint64_t macs = 0;   // multiply-adds
   uint64_t bytes = 0;  // bytes of weights read
-  std::array<uint64_t, kTierCount> tier_calls{};
-  std::array<uint64_t, kTierCount> tier_cycles{};
+  std::array<uint64_t, kMaxVariants> variant_calls{};
+  std::array<uint64_t, kMaxVariants> variant_cycles{};
 };
 
 class Profiler {
  public:
-  explicit Profiler(std::vector<std::string> site_names);
+  // variant_names[v] names variant v in the output (default: only variant 0, "aot").
+  explicit Profiler(std::vector<std::string> site_names, std::vector<std::string> variant_names = {"aot"});
+  void set_variant_names(std::vector<std::string> names);
 
-  void record(size_t site, uint64_t cycles, uint64_t macs, uint64_t bytes, Tier tier) {
+  void record(size_t site, uint64_t cycles, uint64_t macs, uint64_t bytes, uint8_t variant) {
+    assert(site < sites_.size() && variant < variant_names_.size());
     SiteStats& s = sites_[site];
     s.calls++;
     s.cycles += cycles;
@@ -42,8 +45,8 @@ class Profiler {
     if (cycles > s.max_cycles) s.max_cycles = cycles;
     s.macs += macs;
     s.bytes += bytes;
-    s.tier_calls[size_t(tier)]++;
-    s.tier_cycles[size_t(tier)] += cycles;
+    s.variant_calls[variant]++;
+    s.variant_cycles[variant] += cycles;
   }
 
   const std::vector<SiteStats>& sites() const { return sites_; }
@@ -62,6 +65,7 @@ class Profiler {
 
  private:
   std::vector<SiteStats> sites_;
+  std::vector<std::string> variant_names_;
 };
 
 }  // namespace bf::prof

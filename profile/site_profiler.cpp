@@ -13,14 +13,14 @@ std::vector<std::string> site_names() {
 SiteProfiler::SiteProfiler() : profiler_(site_names()) {}
 
 void SiteProfiler::on_fused(Fusion f, FusedFn fn, const Matrix* const* W, uint64_t cycles) {
-  Site sites[3];
-  const int n = Transformer::fusion_sites(f, sites);
+  Site sites[kMaxFusionSites];
+  const int n = fusion_sites(f, sites);
   uint64_t macs = 0, bytes = 0;
   for (int i = 0; i < n; i++) {
     macs += uint64_t(W[i]->rows) * uint64_t(W[i]->cols);
     bytes += matrix_bytes(*W[i]);
   }
-  profiler_.record(kSiteCount + size_t(f), cycles, macs, bytes, tiers_ ? tiers_->tier_of_fused(f, fn) : Tier::Aot);
+  profiler_.record(kSiteCount + size_t(f), cycles, macs, bytes, variants_ ? variants_->variant_of_fused(f, fn) : 0);
   if (next_) next_->on_fused(f, fn, W, cycles);
 }
 

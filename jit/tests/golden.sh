@@ -1,17 +1,27 @@
 #!/bin/sh
-# usage: golden.sh BAREFLOW STEPS [flags...]: stories260K's greedy text through BAREFLOW with the
-# flags must be run.c's golden text (200 steps), or its prefix (fewer steps).
+# usage: golden.sh BAREFLOW STEPS EVIDENCE [flags...]: stories260K's greedy text through BAREFLOW with
+# the flags (and --trace-jit) must be run.c's golden text (200 steps), or its prefix (fewer steps),
+# and the trace must show EVIDENCE that the JIT ran (check_trace.sh): the AOT kernels alone print
+# the same text.
 set -eu
-bin=$1 steps=$2
-shift 2
-models=$(dirname "$0")/../../../shared/models
-out=$("$bin" generate "$models/stories260K.bin" -z "$models/tok512.bin" -t 0 -n "$steps" -i "Once upon a time" "$@")
-golden=$(/usr/bin/python3 "$(dirname "$0")/../../tests/tools/golden_text.py")
+bin=$1 steps=$2 evidence=$3
+shift 3
+here=$(dirname "$0")
+models=$here/../../../shared/models
+err=${TMPDIR:-/tmp}/bf-jit-golden.$$
+trap 'rm -f "$err"' EXIT
+out=$("$bin" generate "$models/stories260K.bin" -z "$models/tok512.bin" -t 0 -n "$steps" -i "Once upon a time" \
+  "$@" --trace-jit 2>"$err")
+golden=$(/usr/bin/python3 "$here/../../tests/tools/golden_text.py")
+text_ok=0
 if [ "$steps" = 200 ]; then
-  [ "$out" = "$golden" ] && exit 0
+  [ "$out" = "$golden" ] && text_ok=1
 else
-  case "$golden" in "$out"*) [ ${#out} -gt 40 ] && exit 0 ;; esac
+  case "$golden" in "$out"*) [ ${#out} -gt 40 ] && text_ok=1 ;; esac
 fi
-echo "text differs from the golden text with $*:" >&2
-echo "$out" >&2
-exit 1
+if [ $text_ok = 0 ]; then
+  echo "text differs from the golden text with $*:" >&2
+  echo "$out" >&2
+  exit 1
+fi
+sh "$here/check_trace.sh" "$err" "$evidence" || { echo "with $*" >&2; exit 1; }

@@ -11,6 +11,7 @@
 #include "engine/model.h"
 #include "jit/compiler.h"
 #include "jit/runtime.h"
+#include "jit/test_hooks.h"
 #include "kernels/tests/random_matrix.h"
 
 namespace bf::jit {
@@ -57,7 +58,7 @@ TEST_P(Kernels, EqualTheReferenceBitForBitOnAwkwardShapes) {
     const QuantizedVector* xqp = a.quantized();
 
     llvm::Expected<Variant> v =
-        compiler_->compile(t.m, tier, "k" + std::to_string(int(tier)) + "_" + std::to_string(id++), 0);
+        compiler_->compile(Spec{t.m}, tier, "k" + std::to_string(int(tier)) + "_" + std::to_string(id++));
     ASSERT_TRUE(bool(v)) << llvm::toString(v.takeError());
     EXPECT_EQ(v->tier, tier);
     if (tier != Tier::Interp) {
@@ -85,7 +86,7 @@ TEST_F(Kernels, ReassociatedVariantsStayWithinTolerance) {
     const test::RandomActivation a = test::random_activation(t.m, rng);
     const std::vector<float>& x = a.x;
     const QuantizedVector* xqp = a.quantized();
-    llvm::Expected<Variant> v = compiler_->compile(t.m, Tier::O3, "reassoc_" + std::to_string(id++), 0, true);
+    llvm::Expected<Variant> v = compiler_->compile(Spec{t.m}, Tier::O3, "reassoc_" + std::to_string(id++), {.reassoc = true});
     ASSERT_TRUE(bool(v)) << llvm::toString(v.takeError());
     std::vector<float> want(size_t(sh.rows)), got(size_t(sh.rows));
     reference_kernels().matvec(want.data(), t.m, x.data(), xqp, 0, sh.rows);
@@ -103,7 +104,8 @@ TEST_P(Kernels, FusedGroupsEqualTheReferenceBitForBit) {
   if (tier == Tier::Interp) {  // compiled tiers only: the runtime fuses at the policy's top tier
     std::mt19937 rng(1);
     RandomMatrix m = random_matrix(DType::F32, 8, 8, 0, rng);
-    llvm::Expected<Variant> v = compiler_->compile(Spec{m.m, true, Fusion::Qkv, 8, 8}, tier, "fused_interp", 0);
+    llvm::Expected<Variant> v = compiler_->compile(Spec{.W = m.m, .fused = true, .fusion = Fusion::Qkv, .rows2 = 8, .rows3 = 8}, tier,
+                                                   "fused_interp");
     ASSERT_FALSE(bool(v));
     EXPECT_EQ(llvm::toString(v.takeError()), "fused kernels are compiled tiers only");
     return;
@@ -131,8 +133,8 @@ TEST_P(Kernels, FusedGroupsEqualTheReferenceBitForBit) {
       }
       const test::RandomActivation a = test::random_activation(m[0].m, rng);
       const QuantizedVector* xqp = a.quantized();
-      Spec spec{m[0].m, true, f, W[1]->rows, n > 2 ? W[2]->rows : 0};
-      llvm::Expected<Variant> v = compiler_->compile(spec, tier, "fused_" + std::to_string(id++), 0);
+      const Spec spec{.W = m[0].m, .fused = true, .fusion = f, .rows2 = W[1]->rows, .rows3 = n > 2 ? W[2]->rows : 0};
+      llvm::Expected<Variant> v = compiler_->compile(spec, tier, "fused_" + std::to_string(id++));
       ASSERT_TRUE(bool(v)) << llvm::toString(v.takeError());
       ASSERT_NE(v->fused, nullptr);
       // The reference: separate matvecs (and swiglu for W13), stacked as the fused row space.
@@ -172,7 +174,7 @@ TEST_P(Kernels, FusedGroupsEqualTheReferenceBitForBit) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllTiers, Kernels, ::testing::Values(Tier::Interp, Tier::O0, Tier::O1, Tier::O2, Tier::O3),
-                         [](const ::testing::TestParamInfo<Tier>& i) { return std::string(prof::tier_name(i.param)); });
+                         [](const ::testing::TestParamInfo<Tier>& i) { return std::string(tier_name(i.param)); });
 
 // The kernel family follows the CPU: this host's (the AOT dispatch's choice), the reference for the
 // interpreter, and AVX-512 + VNNI for a CPU that has them. That family cannot run on hosts without
@@ -185,10 +187,10 @@ TEST(Compiler, PicksTheKernelFamilyOfTheTargetCpu) {
   ASSERT_TRUE(bool(host)) << llvm::toString(host.takeError());
   const bool avx2 = (*host)->features().find("+avx2") != std::string::npos;
   const bool avx512 = (*host)->features().find("+avx512vnni") != std::string::npos;
-  llvm::Expected<Variant> v = (*host)->compile(q8.m, Tier::O3, "family_host", 0);
+  llvm::Expected<Variant> v = (*host)->compile(Spec{q8.m}, Tier::O3, "family_host");
   ASSERT_TRUE(bool(v)) << llvm::toString(v.takeError());
   EXPECT_STREQ(v->family, avx512 ? "avx512" : avx2 ? "avx2" : "reference");
-  v = (*host)->compile(q8.m, Tier::Interp, "family_interp", 0);
+  v = (*host)->compile(Spec{q8.m}, Tier::Interp, "family_interp");
   ASSERT_TRUE(bool(v)) << llvm::toString(v.takeError());
   EXPECT_STREQ(v->family, "reference");
 
@@ -202,8 +204,12 @@ TEST(Compiler, PicksTheKernelFamilyOfTheTargetCpu) {
     const RandomMatrix t = random_matrix(sh.type, sh.rows, sh.cols, sh.group, rng);
     for (const Tier tier : {Tier::O0, Tier::O3}) {
       for (int kind = 0; kind < 3; kind++) {
-        const Spec spec{t.m, kind > 0, kind == 2 ? Fusion::W13 : Fusion::Qkv, sh.rows, kind == 1 ? sh.rows : 0};
-        llvm::Expected<Variant> z = (*zen4)->compile(spec, tier, "zen4_" + std::to_string(id++), 0);
+        const Spec spec{.W = t.m,
+                        .fused = kind > 0,
+                        .fusion = kind == 2 ? Fusion::W13 : Fusion::Qkv,
+                        .rows2 = sh.rows,
+                        .rows3 = kind == 1 ? sh.rows : 0};
+        llvm::Expected<Variant> z = (*zen4)->compile(spec, tier, "zen4_" + std::to_string(id++));
         ASSERT_TRUE(bool(z)) << llvm::toString(z.takeError());
         EXPECT_STREQ(z->family, "avx512");
         EXPECT_GT(z->code_bytes, 0u);
@@ -217,12 +223,12 @@ TEST(Compiler, PicksTheKernelFamilyOfTheTargetCpu) {
 // `edit` may change the model first (both runs see the change).
 void expect_identical_logits(const char* model_file, const Options& o, int steps,
                              const std::function<void(Runtime&)>& check = nullptr,
-                             const std::function<void(Model&)>& edit = nullptr) {
+                             const std::function<void(Model&)>& edit = nullptr, const TestHooks* hooks = nullptr) {
   const std::unique_ptr<Model> model = load_model(std::string(BF_SHARED_MODELS "/") + model_file);
   if (edit) edit(*model);
   Transformer ref(*model, reference_kernels());
   Transformer jit(*model, reference_kernels());
-  std::unique_ptr<Runtime> r = Runtime::create(jit, o);
+  std::unique_ptr<Runtime> r = Runtime::create(jit, o, hooks);
   ASSERT_NE(r, nullptr);
   jit.set_matvec_observer(r.get());
   const int vocab = model->config.vocab_size;
@@ -249,10 +255,8 @@ std::string first_line(FILE* log) {
 TEST(Runtime, TiersEverySiteUpToO3WithIdenticalLogits) {
   for (const char* model : {"stories260K.bin", "stories260K-q8_runq.bin", "stories260K-q8_0.gguf"}) {
     SCOPED_TRACE(model);
-    Options o;
-    o.sync = true;  // deterministic: promotions happen at the calls that cross the thresholds
-    o.thresholds = {2, 4, 8, 16};
-    o.log = stderr;
+    // Synchronous: promotions happen at the calls that cross the thresholds (deterministic).
+    const Options o{.policy = Policy::Tiered, .thresholds = {2, 4, 8, 16}, .sync = true};
     expect_identical_logits(model, o, 24, [](Runtime& r) {
       for (size_t s = 0; s < kSiteCount; s++) EXPECT_EQ(r.site_tier(Site(s)), Tier::O3) << site_name(Site(s));
       // Then both groups fused at O3 (the later positions ran through them, logits unchanged).
@@ -263,50 +267,74 @@ TEST(Runtime, TiersEverySiteUpToO3WithIdenticalLogits) {
       EXPECT_EQ(r.failures(), 0u);
       EXPECT_GT(r.cycles_per_call(Site::Wq, Tier::Interp), 0.0);
       EXPECT_GT(r.cycles_per_call(Site::Wq, Tier::O3), 0.0);
+      for (size_t s = 0; s < kSiteCount; s++) EXPECT_EQ(r.status(Site(s)).state, State::Top) << site_name(Site(s));
+      EXPECT_EQ(r.status(Fusion::Qkv).state, State::Top);
+      EXPECT_EQ(r.status(Fusion::W13).state, State::Top);
+      // Every variant a site left was freed at the next observer call (no kernel running then):
+      // only each site's O3 and the two fused kernels are alive.
+      EXPECT_EQ(r.freed(), r.promotions() - kSiteCount - kFusionCount);
     });
   }
 }
 
 TEST(Runtime, BackgroundCompilesKeepLogitsIdentical) {
-  Options o;
-  o.thresholds = {2, 4, 8, 16};
-  expect_identical_logits("stories260K.bin", o, 40);
+  const Options o{.policy = Policy::Tiered, .thresholds = {2, 4, 8, 16}};
+  expect_identical_logits("stories260K.bin", o, 40, [](Runtime& r) {
+    EXPECT_TRUE(r.background());
+    // Every site's first call queued its interpreter variant; drained, every one was installed.
+    EXPECT_GE(r.promotions(), kSiteCount);
+    EXPECT_EQ(r.rejections(), 0u);
+    EXPECT_EQ(r.failures(), 0u);
+    for (size_t s = 0; s < kSiteCount; s++) EXPECT_GE(r.site_tier(Site(s)), Tier::Interp) << site_name(Site(s));
+  });
 }
+
+struct MiscompileEverything final : TestHooks {
+  bool miscompile_site(Site, Tier) const override { return true; }
+  bool miscompile_fused(Fusion, Tier) const override { return true; }
+};
+struct MiscompileFused final : TestHooks {
+  bool miscompile_fused(Fusion, Tier) const override { return true; }
+};
 
 TEST(Runtime, MiscompiledVariantIsRejectedAndSiteStaysOnItsTier) {
   for (const bool reassoc : {false, true}) {
     SCOPED_TRACE(reassoc ? "reassociated" : "exact");
-    Options o;
-    o.reassoc = reassoc;
-    o.policy = Policy::Fixed;
-    o.fixed = Tier::O2;
-    o.sync = true;
-    o.corrupt = true;
     FILE* log = std::tmpfile();
-    o.log = log;
-    expect_identical_logits("stories260K.bin", o, 4, [](Runtime& r) {
-      EXPECT_EQ(r.rejections(), kSiteCount);
-      EXPECT_EQ(r.promotions(), 0u);
-      for (size_t s = 0; s < kSiteCount; s++) EXPECT_EQ(r.site_tier(Site(s)), Tier::Aot);
-    });
+    const Options o{.policy = Policy::Fixed, .fixed = Tier::O2, .sync = true, .reassoc = reassoc, .log = log};
+    const MiscompileEverything hooks;
+    expect_identical_logits(
+        "stories260K.bin", o, 4,
+        [](Runtime& r) {
+          EXPECT_EQ(r.rejections(), kSiteCount);
+          EXPECT_EQ(r.promotions(), 0u);
+          for (size_t s = 0; s < kSiteCount; s++) {
+            EXPECT_EQ(r.site_tier(Site(s)), Tier::Aot);
+            EXPECT_EQ(r.status(Site(s)).state, State::Rejected);
+            EXPECT_NE(r.status(Site(s)).why.find(" row "), std::string::npos) << r.status(Site(s)).why;
+          }
+        },
+        nullptr, &hooks);
     const std::string line = first_line(log);
     EXPECT_NE(line.find("rejected by verification"), std::string::npos) << line;
   }
 }
 
 TEST(Runtime, MiscompiledFusedVariantIsRejectedAndSitesStaySeparate) {
-  Options o;
-  o.sync = true;
-  o.thresholds = {2, 4, 8, 16};
-  o.corrupt_fused = true;
   FILE* log = std::tmpfile();
-  o.log = log;
-  expect_identical_logits("stories260K-q8_0.gguf", o, 24, [](Runtime& r) {
-    EXPECT_EQ(r.rejections(), kFusionCount);
-    EXPECT_EQ(r.fused_kernel(Fusion::Qkv), nullptr);
-    EXPECT_EQ(r.fused_kernel(Fusion::W13), nullptr);
-    for (size_t s = 0; s < kSiteCount; s++) EXPECT_EQ(r.site_tier(Site(s)), Tier::O3);
-  });
+  const Options o{.policy = Policy::Tiered, .thresholds = {2, 4, 8, 16}, .sync = true, .log = log};
+  const MiscompileFused hooks;
+  expect_identical_logits(
+      "stories260K-q8_0.gguf", o, 24,
+      [](Runtime& r) {
+        EXPECT_EQ(r.rejections(), kFusionCount);
+        EXPECT_EQ(r.fused_kernel(Fusion::Qkv), nullptr);
+        EXPECT_EQ(r.fused_kernel(Fusion::W13), nullptr);
+        EXPECT_EQ(r.status(Fusion::Qkv).state, State::Rejected);
+        EXPECT_EQ(r.status(Fusion::W13).state, State::Rejected);
+        for (size_t s = 0; s < kSiteCount; s++) EXPECT_EQ(r.site_tier(Site(s)), Tier::O3);
+      },
+      nullptr, &hooks);
   const std::string line = first_line(log);
   EXPECT_NE(line.find("fused O3 variant rejected by verification"), std::string::npos) << line;
 }
@@ -316,13 +344,13 @@ TEST(Runtime, MiscompiledFusedVariantIsRejectedAndSitesStaySeparate) {
 TEST(Runtime, SiteWhoseLayersDifferStaysAot) {
   std::mt19937 rng(77);
   RandomMatrix other;
-  Options o;
-  o.sync = true;
-  o.thresholds = {2, 4, 8, 16};
+  const Options o{.policy = Policy::Tiered, .thresholds = {2, 4, 8, 16}, .sync = true};
   expect_identical_logits(
       "stories260K-q8_0.gguf", o, 24,
       [](Runtime& r) {
         EXPECT_EQ(r.site_tier(Site::Wq), Tier::Aot);
+        EXPECT_EQ(r.status(Site::Wq).state, State::NotUniform);
+        EXPECT_EQ(r.status(Fusion::Qkv).state, State::NotUniform);
         EXPECT_EQ(r.site_tier(Site::Wk), Tier::O3);
         EXPECT_EQ(r.fused_kernel(Fusion::Qkv), nullptr);
         EXPECT_NE(r.fused_kernel(Fusion::W13), nullptr);

@@ -3,11 +3,12 @@
 //   jit_bench [--quick] [--reassoc]   matvec: compile time per tier, cycles per call (median), and
 //                                     the interpreter -> O3 speedup on the same row subset
 //                                     (--quick: shapes up to 4M elements; --reassoc: as --jit-reassoc)
-//   jit_bench --decode SHAPE FORMAT [POSITIONS]
-//                                     decode tok/s of a synthetic model (bench/synthetic.h, written to
-//                                     $TMPDIR or /tmp; one thread) with AOT scalar, AOT SIMD (also with
-//                                     the profiler attached), JIT O3 (exact and reassociated), and
-//                                     tiered from the interpreter: time to reach O3 at every site
+//   jit_bench --decode MODEL [POSITIONS]
+//                                     decode tok/s of MODEL (one thread; a synthetic model of a real
+//                                     shape: `bareflow bench --keep --model-shape S --format F` leaves
+//                                     it in $TMPDIR) with AOT scalar, AOT SIMD (also with the profiler
+//                                     attached), JIT O3 (exact and reassociated), and tiered from the
+//                                     interpreter: time to reach O3 at every site
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
@@ -18,11 +19,11 @@
 #include <string>
 #include <vector>
 
-#include "bench/synthetic.h"
 #include "engine/error.h"
 #include "engine/model.h"
 #include "jit/compiler.h"
 #include "jit/runtime.h"
+#include "profile/site_profiler.h"
 #include "kernels/dispatch.h"
 #include "profile/cycles.h"
 
@@ -125,43 +126,33 @@ double decode(Transformer& tf, jit::Runtime* r, int tokens, int timed, double* t
   return timed / since(t0);
 }
 
-int decode_bench(const std::string& shape_name, const std::string& format, int positions) {
-  const char* tmp = std::getenv("TMPDIR");
-  const std::string dir = tmp && *tmp ? tmp : "/tmp";
-  const bench::ModelShape& shape = bench::find_shape("SHAPE", shape_name);
-  DType type = DType::F32;
-  if (format == "q8_0") type = DType::Q8_0;
-  else if (format == "q4_0") type = DType::Q4_0;
-  else if (format == "f16") type = DType::F16;
-  else if (format != "f32") fail("FORMAT", "f32, f16, q8_0 or q4_0");
-  const std::string path = dir + "/jit-bench-" + shape.name + "-" + format + ".gguf";
-  bench::write_synthetic_gguf(path, shape, type, 42);
+int decode_bench(const std::string& path, int positions) {
   const std::unique_ptr<Model> model = load_model(path);
-  std::remove(path.c_str());  // the mapping stays valid
   const int n = std::clamp(positions, 33, model->config.seq_len), timed = 32;
   constexpr int kRuns = 3;  // best of: other load on the machine only ever slows a run down
-  std::printf("%s %s, one thread, decode tok/s over the last %d of %d positions, best of %d runs\n",
-              shape.name.c_str(), format.c_str(), timed, n, kRuns);
+  std::printf("%s, one thread, decode tok/s over the last %d of %d positions, best of %d runs\n", path.c_str(),
+              timed, n, kRuns);
 
   struct Mode {
     const char* name;
     Isa isa;
     bool profile = false;
-    bool jit = false;
-    jit::Policy policy = jit::Policy::Tiered;
-    bool reassoc = false;
+    jit::Options jit{};  // Policy::Off: no JIT
     bool never = false;  // JIT counters only: thresholds never reached
   };
+  using jit::Policy;
   const Isa simd = best_isa();
+  const jit::Options counters_only{.policy = Policy::Tiered, .start_interp = false,
+                                   .thresholds = {UINT64_MAX, UINT64_MAX, UINT64_MAX, UINT64_MAX}};
   const Mode modes[] = {
-      {"AOT scalar (generic build)", Isa::Scalar},
-      {"AOT SIMD", simd},
-      {"AOT SIMD --profile", simd, true},
-      {"AOT SIMD + JIT counters only", simd, false, true, jit::Policy::Tiered, false, true},
-      {"JIT O3", simd, false, true, jit::Policy::Fixed},
-      {"JIT O3 --jit-reassoc", simd, false, true, jit::Policy::Fixed, true},
-      {"JIT tiered (from interp)", simd, false, true, jit::Policy::Tiered},
-      {"JIT tiered --jit-reassoc", simd, false, true, jit::Policy::Tiered, true},
+      {.name = "AOT scalar (generic build)", .isa = Isa::Scalar},
+      {.name = "AOT SIMD", .isa = simd},
+      {.name = "AOT SIMD --profile", .isa = simd, .profile = true},
+      {.name = "AOT SIMD + JIT counters only", .isa = simd, .jit = counters_only, .never = true},
+      {.name = "JIT O3", .isa = simd, .jit = {.policy = Policy::Fixed}},
+      {.name = "JIT O3 --jit-reassoc", .isa = simd, .jit = {.policy = Policy::Fixed, .reassoc = true}},
+      {.name = "JIT tiered (from interp)", .isa = simd, .jit = {.policy = Policy::Tiered}},
+      {.name = "JIT tiered --jit-reassoc", .isa = simd, .jit = {.policy = Policy::Tiered, .reassoc = true}},
   };
   double scalar = 0, aot = 0;
   for (const Mode& m : modes) {
@@ -171,21 +162,15 @@ int decode_bench(const std::string& shape_name, const std::string& format, int p
       prof::SiteProfiler sp;
       std::unique_ptr<jit::Runtime> r;
       if (m.profile) tf.set_matvec_observer(&sp);
-      if (m.jit) {
-        jit::Options o;
-        o.policy = m.policy;
-        o.reassoc = m.reassoc;
-        if (m.never) {
-          o.start_interp = false;
-          o.thresholds.fill(UINT64_MAX);
-        }
-        r = jit::Runtime::create(tf, o);
+      const bool with_jit = m.jit.policy != Policy::Off;
+      if (with_jit) {
+        r = jit::Runtime::create(tf, m.jit);
         if (!r) return 1;
         tf.set_matvec_observer(r.get());
       }
       double top_s = -1;
       const Clock::time_point t0 = Clock::now();
-      const double tps = decode(tf, r.get(), n, timed, m.jit && !m.never ? &top_s : nullptr);
+      const double tps = decode(tf, r.get(), n, timed, with_jit && !m.never ? &top_s : nullptr);
       if (m.profile)
         overhead = 100.0 * prof::Profiler::overhead_cycles_per_call() * double(sp.profiler().total_calls()) /
                    prof::cycles_per_second() / since(t0);
@@ -195,7 +180,7 @@ int decode_bench(const std::string& shape_name, const std::string& format, int p
       if (top_s >= 0 && (top < 0 || top_s < top)) top = top_s;
     }
     if (m.isa == Isa::Scalar) scalar = best;
-    if (!m.jit && !m.profile && m.isa != Isa::Scalar) aot = best;
+    if (m.jit.policy == Policy::Off && !m.profile && m.isa != Isa::Scalar) aot = best;
     std::printf("  %-30s %8.2f tok/s  %5.2fx scalar  %5.2fx AOT %s", m.name, best, best / scalar, aot > 0 ? best / aot : 1.0,
                 isa_name(simd));
     if (m.profile) std::printf("  (profiler bookkeeping %.4f%% of the run)", overhead);
@@ -209,9 +194,9 @@ int decode_bench(const std::string& shape_name, const std::string& format, int p
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc >= 4 && std::strcmp(argv[1], "--decode") == 0) {
+  if (argc >= 3 && std::strcmp(argv[1], "--decode") == 0) {
     try {
-      return decode_bench(argv[2], argv[3], argc > 4 ? std::atoi(argv[4]) : 96);
+      return decode_bench(argv[2], argc > 3 ? std::atoi(argv[3]) : 96);
     } catch (const Error& e) {
       std::fprintf(stderr, "jit_bench: %s\n", e.what());
       return 2;
@@ -224,7 +209,7 @@ int main(int argc, char** argv) {
     } else if (std::strcmp(argv[i], "--reassoc") == 0) {
       reassoc = true;
     } else {
-      std::fprintf(stderr, "usage: jit_bench [--quick] [--reassoc] | --decode SHAPE FORMAT [POSITIONS]\n");
+      std::fprintf(stderr, "usage: jit_bench [--quick] [--reassoc] | --decode MODEL [POSITIONS]\n");
       return 2;
     }
   }
@@ -252,7 +237,7 @@ int main(int argc, char** argv) {
     double o3 = 0;
     MatvecFn o3fn = nullptr;
     for (Tier t : {Tier::O0, Tier::O1, Tier::O2, Tier::O3}) {
-      llvm::Expected<jit::Variant> v = (*c)->compile(d.m, t, "bench_" + std::to_string(id++), 0, reassoc);
+      llvm::Expected<jit::Variant> v = (*c)->compile(jit::Spec{d.m}, t, "bench_" + std::to_string(id++), {.reassoc = reassoc});
       if (!v) {
         std::fprintf(stderr, "jit_bench: %s\n", llvm::toString(v.takeError()).c_str());
         return 1;
@@ -267,7 +252,7 @@ int main(int argc, char** argv) {
     }
     // Interpreter vs O3 on the same rows: ~64K multiply-adds.
     const int64_t rows = std::max<int64_t>(1, (int64_t(1) << 16) / b.cols);
-    llvm::Expected<jit::Variant> iv = (*c)->compile(d.m, Tier::Interp, "interp", 0);
+    llvm::Expected<jit::Variant> iv = (*c)->compile(jit::Spec{d.m}, Tier::Interp, "interp");
     if (!iv) {
       std::fprintf(stderr, "jit_bench: %s\n", llvm::toString(iv.takeError()).c_str());
       return 1;

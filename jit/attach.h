@@ -1,0 +1,43 @@
+// The JIT attached to a Transformer, for its users (bareflow generate, bench): free of LLVM headers.
+// In a build without LLVM (BAREFLOW_JIT=OFF, jit/disabled.cpp) available() is false and attach()
+// starts nothing.
+#pragma once
+
+#include <cstdio>
+#include <memory>
+
+#include "engine/transformer.h"
+#include "jit/options.h"
+#include "profile/site_profiler.h"
+
+namespace bf::jit {
+
+// False when this executable was built without LLVM.
+bool available();
+
+// An attached JIT: detaches (AOT kernels back) when destroyed.
+class Session {
+ public:
+  virtual ~Session() = default;
+  // Waits for queued compiles (benchmarks), then prints the summary if o.trace, the code report if
+  // o.report_code.
+  virtual void finish(FILE* out) = 0;
+  // Blocks until no compile is queued or running.
+  virtual void drain() {}
+  // Seconds from the first call until every site ran at the top tier; -1 until then.
+  virtual double time_to_top_s() const { return -1; }
+  // Milliseconds spent compiling so far.
+  virtual double compile_ms() const { return 0; }
+};
+
+// Starts the JIT on `t` (`t` must outlive the session). Null when o.policy is Off without
+// o.report_code, or when LLVM cannot serve this host (after one line on o.log). With a profiler,
+// the profiler observes the calls first and learns each call's tier from the JIT.
+std::unique_ptr<Session> attach(Transformer& t, const Options& o, prof::SiteProfiler* profiler = nullptr);
+
+// bareflow bench --jit: how many times faster W's matvec runs compiled at O3 than in the LLVM
+// interpreter, per multiply-add (the interpreter runs a row prefix of ~2M multiply-adds; O3 the
+// whole matrix, best of several calls). 0 if LLVM cannot serve this host.
+double o3_vs_interp_speedup(const Matrix& W);
+
+}  // namespace bf::jit
