@@ -3,10 +3,12 @@
 #   make test   build (GCC, and clang-19 with ASan+UBSan and libFuzzer) and run every test
 #   make bench  benchmark on synthetic models of real shapes
 #   make build  leave the executable at build/bareflow
+#   make fuzz   every libFuzzer target for FUZZ_SECONDS (default 600), corpora kept in build-san/fuzz-corpus
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
+FUZZ_SECONDS ?= 600
 
-.PHONY: build run test bench image deps clean
+.PHONY: build run test bench image deps clean fuzz
 
 deps:
 	@scripts/install-deps.sh
@@ -26,6 +28,9 @@ build-san: deps
 test: build build-san
 	cd build && ctest --output-on-failure -j $(JOBS)
 	cd build-san && ctest --output-on-failure -j $(JOBS)
+
+fuzz: build-san
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) cmake --build build-san --target fuzz
 
 image: build
 	@cmake --build build -j $(JOBS) --target image

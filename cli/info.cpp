@@ -28,10 +28,11 @@ int cmd_info(int argc, char** argv) {
   if (path.empty()) fail("info", "missing MODEL (see bareflow info --help)");
   const std::unique_ptr<Model> m = load_model(path);
   const Config& c = m->config;
-  std::printf("file:            %s (%zu bytes)\n", m->path.c_str(), m->file.size());
+  // Strings from the command line or the file are escaped: one line each, no terminal controls.
+  std::printf("file:            %s (%zu bytes)\n", printable(m->path).c_str(), m->file.size());
   std::printf("format:          %s", format_name(m->format));
   if (m->format == ModelFormat::Gguf) std::printf(" v%d", m->format_version);
-  if (!m->format_detail.empty()) std::printf(", %s", m->format_detail.c_str());
+  if (!m->format_detail.empty()) std::printf(", %s", printable(m->format_detail).c_str());
   std::printf("\n");
   std::printf("dim:             %d\nhidden_dim:      %d\nn_layers:        %d\n", c.dim, c.hidden_dim, c.n_layers);
   std::printf("n_heads:         %d (head size %d)\nn_kv_heads:      %d\n", c.n_heads, c.head_size(), c.n_kv_heads);

@@ -48,10 +48,11 @@ int main(int argc, char** argv) {
     for (const Command& c : kCommands)
       if (cmd == c.name) return c.run(argc - 1, argv + 1);
     if (bf::cli::is_file(argv[1])) return bf::cli::cmd_generate(argc, argv);
-    std::fprintf(stderr, "bareflow: unknown command '%s' (see bareflow --help)\n", argv[1]);
+    std::fprintf(stderr, "bareflow: unknown command '%s' (see bareflow --help)\n", bf::printable(argv[1]).c_str());
     return 2;
   } catch (const bf::Error& e) {
-    std::fprintf(stderr, "bareflow: %s\n", e.what());
+    // The one place errors are printed: whatever a path, flag or model string held, one line.
+    std::fprintf(stderr, "bareflow: %s\n", bf::printable(e.message).c_str());
     return 2;
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "bareflow: out of memory\n");

@@ -5,7 +5,9 @@
 #include <cstring>
 #include <map>
 #include <optional>
+#include <utility>
 #include <variant>
+#include <vector>
 
 #include "engine/model.h"
 
@@ -213,19 +215,35 @@ struct Gguf {
     return m;
   }
 
-  const float* vector(const std::string& name, int64_t n) {
+  // A norm vector: F32 is used in place; F16 is widened into Model::owned by widen_norms().
+  const TensorInfo& vector(const std::string& name, int64_t n) const {
     const TensorInfo& t = find(name);
     check_shape(t, uint64_t(n), 1);
-    const void* p = tensor_data(t);
-    if (t.type == kGgmlF32) return static_cast<const float*>(p);
-    if (t.type != kGgmlF16) fail(path(), "tensor " + name + " must be F32 or F16");
-    std::vector<float>& owned = model.owned;
-    if (owned.size() + size_t(n) > owned.capacity()) fail(path(), "internal: norm buffer too small");
-    const size_t at = owned.size();
-    for (int64_t i = 0; i < n; i++) owned.push_back(fp16_to_f32(static_cast<const uint16_t*>(p)[i]));
-    return owned.data() + at;
+    (void)tensor_data(t);
+    if (t.type != kGgmlF32 && t.type != kGgmlF16) fail(path(), "tensor " + name + " must be F32 or F16");
+    return t;
   }
 };
+
+// Norm vectors, given as (tensor, where its f32 pointer goes). Called once every tensor has been
+// checked against the file, so the widened copies are bounded by what the file declares.
+void widen_norms(Gguf& g, const std::vector<std::pair<const TensorInfo*, const float**>>& norms) {
+  size_t f16 = 0;
+  for (const auto& [t, dst] : norms)
+    if (t->type == kGgmlF16) f16 += size_t(t->dims[0]);
+  std::vector<float>& owned = g.model.owned;
+  owned.reserve(f16);  // never reallocated below: the pointers stay valid
+  for (const auto& [t, dst] : norms) {
+    const void* p = g.tensor_data(*t);
+    if (t->type == kGgmlF32) {
+      *dst = static_cast<const float*>(p);
+      continue;
+    }
+    const size_t at = owned.size();
+    for (uint64_t i = 0; i < t->dims[0]; i++) owned.push_back(fp16_to_f32(static_cast<const uint16_t*>(p)[i]));
+    *dst = owned.data() + at;
+  }
+}
 
 void read_vocab(Gguf& g, Reader& r) {
   const auto tok_it = g.kv.find("tokenizer.ggml.tokens");
@@ -233,9 +251,31 @@ void read_vocab(Gguf& g, Reader& r) {
   const Value& tokens = tok_it->second;
   if (tokens.type != kArray || tokens.elem_type != kString)
     fail(g.path(), "tokenizer.ggml.tokens is not an array of strings");
+  // Checked before anything is built: the vocabulary is as large as the embedding, no larger.
+  const uint64_t vocab_size = uint64_t(g.model.config.vocab_size);
+  if (tokens.count != vocab_size)
+    fail(g.path(), "embedded tokenizer has " + std::to_string(tokens.count) +
+                       " tokens but token_embd.weight has " + std::to_string(vocab_size));
   if (auto m = g.string("tokenizer.ggml.model"); m && *m != "llama")
     fail(g.path(), "unsupported tokenizer model '" + std::string(*m) + "' (supported: llama)");
   auto vocab = std::make_unique<EmbeddedVocab>();
+  // Every special id indexes the vocabulary; a default (absent key) is checked as well.
+  const auto id = [&](const char* key, int fallback) {
+    const auto v = g.integer(key);
+    const int64_t value = v ? *v : fallback;
+    if (value < 0 || uint64_t(value) >= tokens.count)
+      fail(g.path(), std::string(key) + (v ? " = " : " is missing and its default ") + std::to_string(value) +
+                         " is not a token id of the " + std::to_string(tokens.count) + "-token vocabulary");
+    return int(value);
+  };
+  vocab->bos = id("tokenizer.ggml.bos_token_id", 1);
+  vocab->eos = id("tokenizer.ggml.eos_token_id", 2);
+  const Value* scores = nullptr;
+  if (auto it = g.kv.find("tokenizer.ggml.scores"); it != g.kv.end()) {
+    scores = &it->second;
+    if (scores->type != kArray || scores->elem_type != kF32 || scores->count != tokens.count)
+      fail(g.path(), "tokenizer.ggml.scores must be " + std::to_string(tokens.count) + " f32 values");
+  }
   vocab->pieces.reserve(tokens.count);
   r.pos = tokens.elems_pos;
   for (uint64_t i = 0; i < tokens.count; i++) {
@@ -245,28 +285,12 @@ void read_vocab(Gguf& g, Reader& r) {
     vocab->pieces.push_back(std::move(piece));
   }
   vocab->scores.assign(tokens.count, 0.0f);
-  if (auto it = g.kv.find("tokenizer.ggml.scores"); it != g.kv.end()) {
-    const Value& s = it->second;
-    if (s.type != kArray || s.elem_type != kF32 || s.count != tokens.count)
-      fail(g.path(), "tokenizer.ggml.scores must be " + std::to_string(tokens.count) + " f32 values");
-    std::memcpy(vocab->scores.data(), r.base + s.elems_pos, s.count * 4);
-  }
-  const auto id = [&](const char* key, int fallback) {
-    const auto v = g.integer(key);
-    if (!v) return fallback;
-    if (*v < 0 || uint64_t(*v) >= tokens.count)
-      fail(g.path(), std::string(key) + " = " + std::to_string(*v) + " is not a token id");
-    return int(*v);
-  };
-  vocab->bos = id("tokenizer.ggml.bos_token_id", 1);
-  vocab->eos = id("tokenizer.ggml.eos_token_id", 2);
+  if (scores) std::memcpy(vocab->scores.data(), r.base + scores->elems_pos, scores->count * 4);
   g.model.vocab = std::move(vocab);
 }
 
-}  // namespace
-
-void load_gguf(Model& model) {
-  Reader r{model.path, model.file.data(), model.file.size(), 4, false};
+// The header up to the metadata: version, tensor and key counts.
+void read_header(Reader& r, Model& model, uint64_t& n_tensors, uint64_t& n_kv) {
   const uint32_t version = r.get<uint32_t>("version");
   if (version == 0x01000000 || version == 0x02000000 || version == 0x03000000)
     fail(model.path, "big-endian GGUF is not supported");
@@ -275,51 +299,54 @@ void load_gguf(Model& model) {
   model.format = ModelFormat::Gguf;
   model.format_version = int(version);
   r.wide = version >= 2;
-  const uint64_t n_tensors = r.count("tensor count");
-  const uint64_t n_kv = r.count("metadata count");
+  n_tensors = r.count("tensor count");
+  n_kv = r.count("metadata count");
   if (n_tensors > kMaxTensors) fail(model.path, "tensor count " + std::to_string(n_tensors) + " is absurd");
   if (n_kv > kMaxKeys) fail(model.path, "metadata count " + std::to_string(n_kv) + " is absurd");
+}
 
-  Gguf g{model, {}, {}};
-  for (uint64_t i = 0; i < n_kv; i++) {
-    const std::string_view key = r.string("metadata key");
-    const uint32_t type = r.get<uint32_t>("metadata type");
-    g.kv.insert_or_assign(std::string(key), read_value(r, type, 0));
-  }
+void read_tensor_infos(Reader& r, Gguf& g, uint64_t n_tensors) {
   for (uint64_t i = 0; i < n_tensors; i++) {
     TensorInfo t;
     t.name = r.string("tensor name");
     t.n_dims = r.get<uint32_t>("tensor dimension count");
     if (t.n_dims < 1 || t.n_dims > kMaxDims)
-      fail(model.path, "tensor " + std::string(t.name) + " has " + std::to_string(t.n_dims) + " dimensions");
+      fail(g.path(), "tensor " + std::string(t.name) + " has " + std::to_string(t.n_dims) + " dimensions");
     for (uint32_t d = 0; d < t.n_dims; d++) {
       t.dims[d] = r.count("tensor dimension");
       if (t.dims[d] == 0 || t.dims[d] > (1u << 24))
-        fail(model.path, "tensor " + std::string(t.name) + " has dimension " + std::to_string(t.dims[d]));
+        fail(g.path(), "tensor " + std::string(t.name) + " has dimension " + std::to_string(t.dims[d]));
     }
     if (t.dims[0] * t.dims[1] * t.dims[2] * t.dims[3] > (1ull << 40))
-      fail(model.path, "tensor " + std::string(t.name) + " is absurdly large");
+      fail(g.path(), "tensor " + std::string(t.name) + " is absurdly large");
     t.type = r.get<uint32_t>("tensor type");
     t.offset = r.get<uint64_t>("tensor offset");
     if (!g.tensors.emplace(std::string(t.name), t).second)
-      fail(model.path, "duplicate tensor " + std::string(t.name));
+      fail(g.path(), "duplicate tensor " + std::string(t.name));
   }
+}
 
+// The tensor data section starts at the next multiple of general.alignment.
+void locate_data(const Reader& r, Gguf& g) {
   uint64_t alignment = 32;
   if (auto a = g.integer("general.alignment")) {
     if (*a < 8 || *a > 65536 || (*a & (*a - 1)) != 0)
-      fail(model.path, "general.alignment " + std::to_string(*a) + " is not a power of two >= 8");
+      fail(g.path(), "general.alignment " + std::to_string(*a) + " is not a power of two >= 8");
     alignment = uint64_t(*a);
   }
   const uint64_t data_start = (r.pos + alignment - 1) / alignment * alignment;
-  if (data_start > r.size) fail(model.path, "truncated GGUF: no tensor data section");
+  if (data_start > r.size) fail(g.path(), "truncated GGUF: no tensor data section");
   g.data = r.base + data_start;
   g.data_size = r.size - data_start;
   for (const auto& [name, t] : g.tensors)
     if (t.offset % alignment != 0)
-      fail(model.path, "tensor " + name + " offset " + std::to_string(t.offset) + " is not aligned to " +
-                           std::to_string(alignment));
+      fail(g.path(), "tensor " + name + " offset " + std::to_string(t.offset) + " is not aligned to " +
+                         std::to_string(alignment));
+}
 
+// Config from the llama.* keys; the vocabulary size is the embedding's row count.
+void read_config(Gguf& g) {
+  Model& model = g.model;
   const auto arch = g.string("general.architecture");
   if (!arch) fail(model.path, "missing metadata general.architecture");
   if (*arch != "llama")
@@ -356,32 +383,51 @@ void load_gguf(Model& model) {
   if (auto rd = g.integer("llama.rope.dimension_count"); rd && *rd != c.head_size())
     fail(model.path, "partial RoPE (rope.dimension_count " + std::to_string(*rd) + " != head size " +
                          std::to_string(c.head_size()) + ") is not supported");
+}
 
+// Every weight as a view into the mapping, each checked for shape, type and extent first.
+void map_weights(Gguf& g) {
+  const Config& c = g.model.config;
   const int64_t dim = c.dim, hidden = c.hidden_dim, kv_dim = c.kv_dim(), vocab = c.vocab_size;
-  Weights& w = model.weights;
-  model.owned.reserve(size_t(dim) * (2 * size_t(c.n_layers) + 1));
+  Weights& w = g.model.weights;
+  std::vector<std::pair<const TensorInfo*, const float**>> norms;
   w.token_embedding = g.matrix("token_embd.weight", vocab, dim);
   w.layers.assign(size_t(c.n_layers), LayerWeights{});
   for (int l = 0; l < c.n_layers; l++) {
     const std::string b = "blk." + std::to_string(l) + ".";
     LayerWeights& lw = w.layers[l];
-    lw.rms_att = g.vector(b + "attn_norm.weight", dim);
+    norms.emplace_back(&g.vector(b + "attn_norm.weight", dim), &lw.rms_att);
     lw.wq = g.matrix(b + "attn_q.weight", dim, dim);
     lw.wk = g.matrix(b + "attn_k.weight", kv_dim, dim);
     lw.wv = g.matrix(b + "attn_v.weight", kv_dim, dim);
     lw.wo = g.matrix(b + "attn_output.weight", dim, dim);
-    lw.rms_ffn = g.vector(b + "ffn_norm.weight", dim);
+    norms.emplace_back(&g.vector(b + "ffn_norm.weight", dim), &lw.rms_ffn);
     lw.w1 = g.matrix(b + "ffn_gate.weight", hidden, dim);
     lw.w2 = g.matrix(b + "ffn_down.weight", dim, hidden);
     lw.w3 = g.matrix(b + "ffn_up.weight", hidden, dim);
   }
-  w.rms_final = g.vector("output_norm.weight", dim);
+  norms.emplace_back(&g.vector("output_norm.weight", dim), &w.rms_final);
   w.classifier = g.tensors.count("output.weight") ? g.matrix("output.weight", vocab, dim) : w.token_embedding;
+  widen_norms(g, norms);
+}
 
+}  // namespace
+
+void load_gguf(Model& model) {
+  Reader r{model.path, model.file.data(), model.file.size(), 4, false};
+  uint64_t n_tensors = 0, n_kv = 0;
+  read_header(r, model, n_tensors, n_kv);
+  Gguf g{model, {}, {}};
+  for (uint64_t i = 0; i < n_kv; i++) {
+    const std::string_view key = r.string("metadata key");
+    const uint32_t type = r.get<uint32_t>("metadata type");
+    g.kv.insert_or_assign(std::string(key), read_value(r, type, 0));
+  }
+  read_tensor_infos(r, g, n_tensors);
+  locate_data(r, g);
+  read_config(g);
+  map_weights(g);
   read_vocab(g, r);
-  if (model.vocab && int64_t(model.vocab->pieces.size()) != vocab)
-    fail(model.path, "embedded tokenizer has " + std::to_string(model.vocab->pieces.size()) +
-                         " tokens but token_embd.weight has " + std::to_string(vocab));
 }
 
 }  // namespace bf

@@ -59,16 +59,12 @@ int32_t read_i32(const uint8_t* p) {
   return v;
 }
 
-}  // namespace
-
-void load_llama2c(Model& model) {
+// The header: format, version, config; returns the header size. `shared_classifier` and `group`
+// (v2's quantization group, 0 for fp32) come from it too.
+size_t read_header(Model& model, bool& shared_classifier, int& group) {
   const uint8_t* p = model.file.data();
   const size_t size = model.file.size();
   Config& c = model.config;
-  bool shared_classifier = true;
-  int group = 0;
-  size_t header = 0;
-
   uint32_t magic = 0;
   if (size >= 4) std::memcpy(&magic, p, 4);
   if (magic == kMagicAk42) {
@@ -95,63 +91,63 @@ void load_llama2c(Model& model) {
         fail(model.path, "group size " + std::to_string(group) + " is out of range");
       model.format_detail = "group size " + std::to_string(group);
     }
-    header = kAk42HeaderBytes;
-  } else {
-    if (size < 28)
-      fail(model.path, "unrecognized model file: too short for any supported format (" +
-                           std::to_string(size) + " bytes)");
-    model.format = ModelFormat::Llama2cV0;
-    c.dim = read_i32(p + 0);
-    c.hidden_dim = read_i32(p + 4);
-    c.n_layers = read_i32(p + 8);
-    c.n_heads = read_i32(p + 12);
-    c.n_kv_heads = read_i32(p + 16);
-    c.vocab_size = read_i32(p + 20);
-    c.seq_len = read_i32(p + 24);
-    // run.c's convention: a negative vocab size means the classifier is stored separately.
-    shared_classifier = c.vocab_size > 0;
-    if (c.vocab_size < 0 && c.vocab_size != INT32_MIN) c.vocab_size = -c.vocab_size;
-    header = 28;
-  }
-  if (model.format == ModelFormat::Llama2cV0) {
-    // A v0 file has no magic: any bytes parse as a header, so say what was assumed.
-    try {
-      validate_config(model.path, c);
-    } catch (const Error& e) {
-      const std::string why = std::string(e.what()).substr(model.path.size() + 2);
-      fail(model.path, "unrecognized model file (no GGUF or ak42 magic; as a llama2.c v0 header: " + why + ")");
-    }
-  } else {
     validate_config(model.path, c);
+    return kAk42HeaderBytes;
   }
+  if (size < 28)
+    fail(model.path, "unrecognized model file: too short for any supported format (" +
+                         std::to_string(size) + " bytes)");
+  model.format = ModelFormat::Llama2cV0;
+  c.dim = read_i32(p + 0);
+  c.hidden_dim = read_i32(p + 4);
+  c.n_layers = read_i32(p + 8);
+  c.n_heads = read_i32(p + 12);
+  c.n_kv_heads = read_i32(p + 16);
+  c.vocab_size = read_i32(p + 20);
+  c.seq_len = read_i32(p + 24);
+  // run.c's convention: a negative vocab size means the classifier is stored separately.
+  shared_classifier = c.vocab_size > 0;
+  if (c.vocab_size < 0 && c.vocab_size != INT32_MIN) c.vocab_size = -c.vocab_size;
+  // A v0 file has no magic: any bytes parse as a header, so say what was assumed.
+  try {
+    validate_config(model.path, c);
+  } catch (const Error& e) {
+    const std::string why = e.message.substr(model.path.size() + 2);
+    fail(model.path, "unrecognized model file (no GGUF or ak42 magic; as a llama2.c v0 header: " + why + ")");
+  }
+  return 28;
+}
 
+// run.c's v0 order: each kind of tensor for every layer in turn, fp32, then unused RoPE tables.
+void map_v0(Model& model, Cursor& cur, bool shared_classifier) {
+  const Config& c = model.config;
   const int64_t dim = c.dim, hidden = c.hidden_dim, kv_dim = c.kv_dim(), vocab = c.vocab_size;
   const int L = c.n_layers;
   Weights& w = model.weights;
-  w.layers.assign(size_t(L), LayerWeights{});
-  Cursor cur{model, header};
+  w.token_embedding = cur.f32(vocab, dim, "token_embedding_table");
+  const float* rms_att = cur.floats(uint64_t(L) * dim, "rms_att_weight");
+  for (int l = 0; l < L; l++) w.layers[l].rms_att = rms_att + l * dim;
+  for (int l = 0; l < L; l++) w.layers[l].wq = cur.f32(dim, dim, "wq");
+  for (int l = 0; l < L; l++) w.layers[l].wk = cur.f32(kv_dim, dim, "wk");
+  for (int l = 0; l < L; l++) w.layers[l].wv = cur.f32(kv_dim, dim, "wv");
+  for (int l = 0; l < L; l++) w.layers[l].wo = cur.f32(dim, dim, "wo");
+  const float* rms_ffn = cur.floats(uint64_t(L) * dim, "rms_ffn_weight");
+  for (int l = 0; l < L; l++) w.layers[l].rms_ffn = rms_ffn + l * dim;
+  for (int l = 0; l < L; l++) w.layers[l].w1 = cur.f32(hidden, dim, "w1");
+  for (int l = 0; l < L; l++) w.layers[l].w2 = cur.f32(dim, hidden, "w2");
+  for (int l = 0; l < L; l++) w.layers[l].w3 = cur.f32(hidden, dim, "w3");
+  w.rms_final = cur.floats(uint64_t(dim), "rms_final_weight");
+  // Precomputed RoPE tables (freq_cis_real, freq_cis_imag) that run.c skips.
+  cur.floats(uint64_t(c.seq_len) * uint64_t(c.head_size()), "freq_cis tables");
+  w.classifier = shared_classifier ? w.token_embedding : cur.f32(vocab, dim, "wcls");
+}
 
-  if (model.format == ModelFormat::Llama2cV0) {
-    w.token_embedding = cur.f32(vocab, dim, "token_embedding_table");
-    const float* rms_att = cur.floats(uint64_t(L) * dim, "rms_att_weight");
-    for (int l = 0; l < L; l++) w.layers[l].rms_att = rms_att + l * dim;
-    for (int l = 0; l < L; l++) w.layers[l].wq = cur.f32(dim, dim, "wq");
-    for (int l = 0; l < L; l++) w.layers[l].wk = cur.f32(kv_dim, dim, "wk");
-    for (int l = 0; l < L; l++) w.layers[l].wv = cur.f32(kv_dim, dim, "wv");
-    for (int l = 0; l < L; l++) w.layers[l].wo = cur.f32(dim, dim, "wo");
-    const float* rms_ffn = cur.floats(uint64_t(L) * dim, "rms_ffn_weight");
-    for (int l = 0; l < L; l++) w.layers[l].rms_ffn = rms_ffn + l * dim;
-    for (int l = 0; l < L; l++) w.layers[l].w1 = cur.f32(hidden, dim, "w1");
-    for (int l = 0; l < L; l++) w.layers[l].w2 = cur.f32(dim, hidden, "w2");
-    for (int l = 0; l < L; l++) w.layers[l].w3 = cur.f32(hidden, dim, "w3");
-    w.rms_final = cur.floats(uint64_t(dim), "rms_final_weight");
-    // Precomputed RoPE tables (freq_cis_real, freq_cis_imag) that run.c skips.
-    cur.floats(uint64_t(c.seq_len) * uint64_t(c.head_size()), "freq_cis tables");
-    w.classifier = shared_classifier ? w.token_embedding : cur.f32(vocab, dim, "wcls");
-    return;
-  }
-
-  // v1 and v2 share the order: norms first (fp32), then the matrices.
+// v1 and v2 share the order: norms first (fp32), then the matrices (fp32, or runq.c's Q8 groups).
+void map_ak42(Model& model, Cursor& cur, bool shared_classifier, int group) {
+  const Config& c = model.config;
+  const int64_t dim = c.dim, hidden = c.hidden_dim, kv_dim = c.kv_dim(), vocab = c.vocab_size;
+  const int L = c.n_layers;
+  Weights& w = model.weights;
   const float* rms_att = cur.floats(uint64_t(L) * dim, "rms_att_weight");
   const float* rms_ffn = cur.floats(uint64_t(L) * dim, "rms_ffn_weight");
   w.rms_final = cur.floats(uint64_t(dim), "rms_final_weight");
@@ -171,6 +167,21 @@ void load_llama2c(Model& model) {
   for (int l = 0; l < L; l++) w.layers[l].w2 = matrix(dim, hidden, "w2");
   for (int l = 0; l < L; l++) w.layers[l].w3 = matrix(hidden, dim, "w3");
   w.classifier = shared_classifier ? w.token_embedding : matrix(vocab, dim, "wcls");
+}
+
+}  // namespace
+
+void load_llama2c(Model& model) {
+  bool shared_classifier = true;
+  int group = 0;
+  const size_t header = read_header(model, shared_classifier, group);
+  model.weights.layers.assign(size_t(model.config.n_layers), LayerWeights{});
+  Cursor cur{model, header};
+  if (model.format == ModelFormat::Llama2cV0) {
+    map_v0(model, cur, shared_classifier);
+  } else {
+    map_ak42(model, cur, shared_classifier, group);
+  }
 }
 
 }  // namespace bf

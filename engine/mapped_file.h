@@ -16,7 +16,10 @@ class MappedFile {
   MappedFile(MappedFile&& o) noexcept;
   MappedFile& operator=(MappedFile&& o) noexcept;
 
-  // Maps `path`; throws Error("<path>: <reason>") if it cannot be opened, is empty or a directory.
+  // Maps `path`; throws Error("<path>: <reason>") if it cannot be opened, is empty or is not a
+  // regular file (a FIFO or device is refused at once, never waited on). While the mapping lives,
+  // a SIGBUS inside it (the file was truncated by another process) ends the process with one line
+  // "bareflow: <path>: changed while in use ..." and exit status 2.
   static MappedFile open(const std::string& path);
   // Wraps caller-owned bytes (tests, fuzzers): nothing is unmapped on destruction.
   static MappedFile borrow(const void* data, size_t size);
@@ -25,9 +28,12 @@ class MappedFile {
   size_t size() const { return size_; }
 
  private:
+  void release();
+
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
   bool owned_ = false;
+  int slot_ = -1;  // index in the registry of live mappings the SIGBUS handler consults
 };
 
 }  // namespace bf

@@ -1,5 +1,8 @@
 #include "engine/model.h"
 
+#include <sys/resource.h>
+
+#include <cstdio>
 #include <cstring>
 
 namespace bf {
@@ -50,6 +53,54 @@ void validate_config(const std::string& path, const Config& c) {
     fail(path, "RMS norm epsilon " + std::to_string(c.norm_eps) + " is out of range");
   if (!(c.rope_theta > 1.0f && c.rope_theta < 1e12f))
     fail(path, "RoPE base " + std::to_string(c.rope_theta) + " is out of range");
+}
+
+uint64_t kv_cache_bytes(const Config& c, int positions) {
+  return 2ull * 4ull * uint64_t(c.n_layers) * uint64_t(positions) * uint64_t(c.kv_dim());
+}
+
+namespace {
+
+std::string gib(uint64_t bytes) {
+  char s[32];
+  std::snprintf(s, sizeof s, "%.1f GiB", double(bytes) / double(1ull << 30));
+  return s;
+}
+
+// What this process may allocate at most: the smallest of the machine's RAM (when /proc/meminfo
+// can be read: not inside the unikernel) and the address-space and data limits.
+uint64_t memory_limit(std::string* what) {
+  uint64_t limit = UINT64_MAX;
+  if (FILE* f = std::fopen("/proc/meminfo", "r")) {
+    unsigned long long kib = 0;
+    if (std::fscanf(f, "MemTotal: %llu kB", &kib) == 1 && kib > 0) {
+      limit = uint64_t(kib) * 1024;
+      *what = "this machine's " + gib(limit) + " of memory";
+    }
+    std::fclose(f);
+  }
+  for (const auto& [resource, name] : {std::pair{RLIMIT_AS, "address-space"}, std::pair{RLIMIT_DATA, "data"}}) {
+    struct rlimit rl;
+    if (getrlimit(resource, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && uint64_t(rl.rlim_cur) < limit) {
+      limit = uint64_t(rl.rlim_cur);
+      *what = "the " + gib(limit) + " " + name + " limit (ulimit)";
+    }
+  }
+  return limit;
+}
+
+}  // namespace
+
+[[noreturn]] void fail_kv_cache(const Model& m, int positions, const std::string& why) {
+  fail(m.path, std::to_string(positions) + " positions (-n; 0 = the context length of " +
+                   std::to_string(m.config.seq_len) + ") need " + gib(kv_cache_bytes(m.config, positions)) +
+                   " of KV cache: " + why);
+}
+
+void check_kv_cache_fits(const Model& m, int positions) {
+  std::string what;
+  const uint64_t limit = memory_limit(&what);
+  if (kv_cache_bytes(m.config, positions) > limit) fail_kv_cache(m, positions, "more than " + what);
 }
 
 uint64_t Model::parameter_count() const {

@@ -83,4 +83,12 @@ void validate_config(const std::string& path, const Config& c);
 
 const char* format_name(ModelFormat f);
 
+// Bytes of the KV cache (f32 keys and values of every layer) for `positions` positions.
+uint64_t kv_cache_bytes(const Config& c, int positions);
+// Before the KV cache is allocated: throws Error naming the model file, the positions and the size
+// when it is larger than the memory this process may use (RAM, RLIMIT_AS, RLIMIT_DATA).
+void check_kv_cache_fits(const Model& m, int positions);
+// The same message when the allocation itself failed.
+[[noreturn]] void fail_kv_cache(const Model& m, int positions, const std::string& why);
+
 }  // namespace bf

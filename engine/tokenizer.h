@@ -16,7 +16,8 @@ class Tokenizer {
   // llama2.c tokenizer.bin; its token count must equal the model's vocabulary size.
   static Tokenizer from_file(const std::string& path, int model_vocab_size);
   static Tokenizer from_bytes(const std::string& name, std::string_view bytes, int model_vocab_size);
-  static Tokenizer from_vocab(const EmbeddedVocab& vocab);
+  // `name` is used in messages (the model file the vocabulary came from).
+  static Tokenizer from_vocab(const EmbeddedVocab& vocab, const std::string& name = "embedded tokenizer");
 
   // Throws Error if the text cannot fit in `max_tokens` tokens.
   std::vector<int> encode(std::string_view text, bool bos, bool eos, size_t max_tokens) const;
@@ -27,10 +28,14 @@ class Tokenizer {
   int bos() const { return bos_; }
   int eos() const { return eos_; }
   const std::string& piece(int id) const { return pieces_[size_t(id)]; }
+  float score(int id) const { return scores_[size_t(id)]; }
 
  private:
-  void build_index();
+  // Checks that BOS and EOS are tokens of the vocabulary, then indexes it.
+  void build_index(const std::string& name);
   int lookup(std::string_view s) const;
+  // Applies run.c's merges to `tokens[first..]` in place.
+  void merge(std::vector<int>& tokens, size_t first) const;
 
   std::vector<std::string> pieces_;
   std::vector<float> scores_;

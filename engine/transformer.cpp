@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <new>
 
 #include "profile/cycles.h"
 
@@ -108,8 +109,13 @@ Transformer::Transformer(const Model& model, const Kernels& kernels, int threads
   att_.resize(size_t(positions_) * size_t(pool_.size()));  // one score row per thread
   logits_.resize(size_t(c.vocab_size));
   const size_t cache = size_t(c.n_layers) * size_t(positions_) * size_t(c.kv_dim());
-  key_cache_.resize(cache);
-  value_cache_.resize(cache);
+  check_kv_cache_fits(model, positions_);  // a message naming the file and the size, not "out of memory"
+  try {
+    key_cache_.resize(cache);
+    value_cache_.resize(cache);
+  } catch (const std::bad_alloc&) {
+    fail_kv_cache(model, positions_, "it cannot be allocated");
+  }
   const size_t widest = std::max(dim, hidden);
   xq_q_.resize(widest);
   xq_s_.resize(widest);

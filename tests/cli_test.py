@@ -9,6 +9,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "tools"))
 from golden_text import golden_text  # noqa: E402
@@ -239,10 +240,203 @@ def test_bad_input():
     check("no arguments: usage and exit 2", r.returncode == 2 and b"usage" in r.stderr)
 
 
+# ---- [harden] bad input that used to crash, hang, print raw bytes or exhaust memory ----
+
+def gguf_string(b):
+    return struct.pack("<Q", len(b)) + b
+
+
+def write_gguf(name, kv, tensors, data):
+    """A GGUF v3 file: kv = [(key, type, value bytes)], tensors = [(name, dims, ggml type, offset)]."""
+    out = [b"GGUF", struct.pack("<IQQ", 3, len(tensors), len(kv))]
+    for key, t, v in kv:
+        out += [gguf_string(key.encode()), struct.pack("<I", t), v]
+    for tname, dims, t, off in tensors:
+        out += [gguf_string(tname.encode()), struct.pack("<I", len(dims)), struct.pack(f"<{len(dims)}Q", *dims),
+                struct.pack("<IQ", t, off)]
+    head = b"".join(out)
+    return write(name, head + b"\0" * (-len(head) % 32) + data)
+
+
+def tiny_llama(name, layers, vocab, context, tokens=None, extra_kv=()):
+    """dim 64, 8 heads, hidden 64; every layer's matrices share one 64x64 block (offsets may alias)."""
+    u32 = lambda v: struct.pack("<I", v)
+    kv = [("general.architecture", 8, gguf_string(b"llama")), ("llama.embedding_length", 4, u32(64)),
+          ("llama.feed_forward_length", 4, u32(64)), ("llama.block_count", 4, u32(layers)),
+          ("llama.attention.head_count", 4, u32(8)), ("llama.context_length", 4, u32(context))]
+    if tokens is not None:
+        kv.append(("tokenizer.ggml.tokens", 9, struct.pack("<IQ", 8, len(tokens)) +
+                   b"".join(gguf_string(t) for t in tokens)))
+    kv += list(extra_kv)
+    emb = vocab * 64 * 4
+    norm, mat = emb, emb + 256
+    tensors = [("token_embd.weight", (64, vocab), 0, 0), ("output_norm.weight", (64,), 0, norm)]
+    for l in range(layers):
+        tensors += [(f"blk.{l}.{n}_norm.weight", (64,), 0, norm) for n in ("attn", "ffn")]
+        tensors += [(f"blk.{l}.{n}.weight", (64, 64), 0, mat)
+                    for n in ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_down", "ffn_up")]
+    data = struct.pack(f"<{vocab * 64}f", *[0.01 * (i % 7) for i in range(vocab * 64)]) + \
+        struct.pack("<64f", *[1.0] * 64) + struct.pack("<4096f", *[0.001 * (i % 13) for i in range(4096)])
+    return write_gguf(name, kv, tensors, data)
+
+
+def check_one_line(name, r, fragment):
+    err = r.stderr.decode(errors="replace")
+    lines = err.splitlines()
+    ok = r.returncode == 2 and len(lines) == 1 and lines[0].startswith("bareflow: ") and fragment in lines[0]
+    check(name, ok, f"exit {r.returncode}, stderr {err!r}, want {fragment!r}")
+
+
+def test_special_token_ids():
+    one = tiny_llama("one-token.gguf", 1, 1, 64, tokens=[b"a"])
+    check_one_line("GGUF: one token, no BOS key", run(["generate", one, "-n", "4"]),
+                   "one-token.gguf: tokenizer.ggml.bos_token_id is missing and its default 1 is not a token id "
+                   "of the 1-token vocabulary")
+    eos = tiny_llama("bad-eos.gguf", 1, 4, 64, tokens=[b"a", b"b", b"c", b"d"],
+                     extra_kv=[("tokenizer.ggml.eos_token_id", 4, struct.pack("<I", 9))])
+    check_one_line("GGUF: EOS id past the vocabulary", run(["generate", eos, "-n", "4"]),
+                   "tokenizer.ggml.eos_token_id = 9 is not a token id of the 4-token vocabulary")
+    v0 = write("one-token.bin", patched(shared_bytes("stories260K.bin"), 20, "<i", 1))
+    tok = write("one-token-tok.bin", struct.pack("<ifi", 8, 0.0, 1) + b"a")
+    check_one_line("llama2.c: one token", run(["generate", v0, "-z", tok, "-n", "4"]),
+                   "one-token-tok.bin: BOS token id 1 is not in the vocabulary of 1 token")
+
+
+def test_special_files():
+    fifo = os.path.join(TMP, "a-fifo")
+    os.mkfifo(fifo)
+    m = os.path.join(SHARED, "stories260K.bin")
+    for name, args in [("model", ["generate", fifo]), ("-z", ["generate", m, "-z", fifo]), ("info", ["info", fifo])]:
+        try:
+            check_one_line(f"FIFO as {name} is refused at once", run(args, timeout=10), "a-fifo: not a regular file")
+        except subprocess.TimeoutExpired:
+            check(f"FIFO as {name} is refused at once", False, "hung")
+    check_one_line("character device as model", run(["generate", "/dev/zero"]), "/dev/zero: not a regular file")
+
+
+def test_truncated_while_running():
+    """The model is truncated while generate is blocked writing its first token (a full pipe),
+    so the next forward pass touches pages past the new end: deterministic, no timing."""
+    import fcntl
+    model = write("shrinks.gguf", shared_bytes("stories260K-q8_0.gguf"))
+    r_fd, w_fd = os.pipe()
+    fcntl.fcntl(w_fd, 1031, 4096)  # F_SETPIPE_SZ: one page
+    os.set_blocking(w_fd, False)
+    try:
+        while True:
+            os.write(w_fd, b"x" * 4096)
+    except BlockingIOError:
+        pass
+    os.set_blocking(w_fd, True)
+    p = subprocess.Popen([BAREFLOW, "generate", model, "-t", "0", "-n", "400"], stdout=w_fd,
+                         stderr=subprocess.PIPE)
+    os.close(w_fd)
+    blocked = False
+    for _ in range(2000):  # until it sits in write(1, ...): the model is loaded and in use
+        try:
+            with open(f"/proc/{p.pid}/syscall") as f:
+                fields = f.read().split()
+            if len(fields) > 1 and fields[0] == "1" and fields[1] == "0x1":
+                blocked = True
+                break
+        except OSError:
+            pass
+        time.sleep(0.005)
+    os.truncate(model, 0)
+    with os.fdopen(r_fd, "rb") as out:
+        out.read()
+    err = p.stderr.read().decode(errors="replace")
+    p.wait(timeout=60)
+    lines = err.splitlines()
+    check("model truncated during generate: one line, exit 2",
+          blocked and p.returncode == 2 and len(lines) == 1 and
+          lines[0] == f"bareflow: {model}: changed while in use (truncated by another process while mapped)",
+          f"blocked {blocked}, exit {p.returncode}, stderr {err!r}")
+
+
+def test_escaped_strings():
+    m = os.path.join(SHARED, "stories260K.bin")
+    q8 = shared_bytes("stories260K-q8_0.gguf")
+    infos, kv = gguf_tensor_infos(q8)
+    arch_at = kv["general.architecture"][0]
+    name_at = infos["blk.0.attn_q.weight"][0] - 4 - len("blk.0.attn_q.weight")
+    bad_name = patched(patched(q8, name_at + 5, "<B", 10), infos["blk.0.attn_q.weight"][0], "<Q", 0)
+    hf = open(os.path.join(DERIVED, "hf-v3.gguf"), "rb").read()
+    layout_at = gguf_tensor_infos(hf)[1]["llama.tensor_data_layout"][0]
+    cases = [
+        ("flag value with a newline", ["generate", m, "-t", "1\n2"], "-t: '1\\n2' is not a number"),
+        ("path with newline and ESC", ["generate", "/nonexistent/a\nb\x1b[31mc.bin"],
+         "/nonexistent/a\\nb\\x1b[31mc.bin: cannot open"),
+        ("unknown command with a newline", ["frob\nx"], "unknown command 'frob\\nx'"),
+        ("GGUF architecture with NUL, ESC, newline",
+         ["generate", write("arch-nul.gguf", patched(q8, arch_at + 8, "<5s", b"l\0\x1b\nx"))],
+         "unsupported architecture 'l\\0\\x1b\\nx'"),
+        ("GGUF tensor name with a newline", ["generate", write("name-nl.gguf", bad_name)],
+         "tensor blk.0\\nattn_q.weight has dimension 0"),
+        ("GGUF layout with ESC and newline",
+         ["generate", write("layout-esc.gguf", patched(hf, layout_at + 8, "<2s", b"\x1b\n"))],
+         "unsupported llama.tensor_data_layout '\\x1b\\n'"),
+    ]
+    for name, args, fragment in cases:
+        r = run(args)
+        check_one_line(f"escaped: {name}", r, fragment)
+        check(f"escaped: {name}: no raw control bytes", not re.search(rb"[\x00-\x09\x0b-\x1f]", r.stderr))
+    odd = write("m\nx\x1b.gguf", q8)
+    r = run(["info", odd])
+    out = r.stdout.decode(errors="replace")
+    check("info escapes the file name", r.returncode == 0 and "m\\nx\\x1b.gguf" in out and "\x1b" not in out and
+          out.splitlines()[0].startswith("file:") and out.splitlines()[1].startswith("format:"), out[:200])
+
+
+def test_memory_bounds():
+    # A KV cache larger than the machine: 64 layers x 1048576 positions x 64 = 32 GiB.
+    deep = tiny_llama("deep.gguf", 64, 32, 1 << 20, tokens=[bytes([97 + i % 26]) * (1 + i // 26) for i in range(32)])
+    r = run(["generate", deep, "-t", "0", "-n", "8", "-i", "a"])
+    check("deep model with a huge context runs at -n 8", r.returncode == 0, r.stderr.decode(errors="replace"))
+    check_one_line("KV cache larger than memory", run(["generate", deep, "-n", "0"]),
+                   "deep.gguf: 1048576 positions (-n; 0 = the context length of 1048576) need 32.0 GiB of KV cache: more than")
+    # Under an address-space limit (not with ASan, which cannot start under one).
+    import resource
+    q8 = shared_bytes("stories260K-q8_0.gguf")
+    ctx = write("ctx1m.gguf", patched(q8, gguf_tensor_infos(q8)[1]["llama.context_length"][0], "<I", 1 << 20))
+    limit = lambda gib: (lambda: resource.setrlimit(resource.RLIMIT_AS, (int(gib * 2**30), int(gib * 2**30))))
+    probe = subprocess.run([BAREFLOW, "--help"], capture_output=True, preexec_fn=limit(1.0))
+    if probe.returncode == 0:
+        for gib, why in [(1.0, "more than the 1.0 GiB address-space limit (ulimit)"), (1.27, "it cannot be allocated")]:
+            r = subprocess.run([BAREFLOW, "generate", ctx, "-n", "0", "-T", "1"], capture_output=True,
+                               preexec_fn=limit(gib), timeout=120)
+            check_one_line(f"KV cache under ulimit -v {gib} GiB", r,
+                           "ctx1m.gguf: 1048576 positions (-n; 0 = the context length of 1048576) need 1.2 GiB of KV cache: "
+                           + why)
+    else:
+        print("skip KV cache under ulimit -v: this build cannot run under an address-space limit (ASan)")
+    # A 64 MiB vocabulary array (8M empty strings) on a 512-token model: refused, memory bounded.
+    tokens = struct.pack("<IQ", 8, 1 << 23) + b"\0" * (8 << 23)
+    big = tiny_llama("vocab64m.gguf", 1, 512, 64, extra_kv=[("tokenizer.ggml.tokens", 9, tokens)])
+    # Peak RSS from wait4 in a fresh small interpreter: a child forked from this one would count
+    # this process's pages (the 64 MiB test file's bytes) as its own.
+    meter = ("import os, sys; pid = os.fork()\n"
+             "if pid == 0: os.execv(sys.argv[1], sys.argv[1:])\n"
+             "_, st, ru = os.wait4(pid, 0); sys.stdout.write(str(ru.ru_maxrss)); sys.exit(os.waitstatus_to_exitcode(st))")
+    del tokens
+    r = subprocess.run([sys.executable, "-c", meter, BAREFLOW, "generate", big, "-n", "4"], capture_output=True)
+    maxrss = int(r.stdout or b"0")
+    r.stdout = b""
+    check_one_line("64 MiB vocabulary array refused", r,
+                   "vocab64m.gguf: embedded tokenizer has 8388608 tokens but token_embd.weight has 512")
+    # The file is mapped (64 MiB of it read); nothing proportional to the entry count is built.
+    check("64 MiB vocabulary array: peak RSS under 200 MB", 0 < maxrss < 200 * 1024, f"{maxrss} KiB")
+
+
 def main():
     test_golden()
     test_info()
     test_bad_input()
+    test_special_token_ids()
+    test_special_files()
+    test_truncated_while_running()
+    test_escaped_strings()
+    test_memory_bounds()
     print(f"{len(failures)} failures" if failures else "all CLI tests passed")
     sys.exit(1 if failures else 0)
 

@@ -2,7 +2,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <map>
+#include <random>
+#include <string_view>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
@@ -187,6 +191,169 @@ TEST(Tokenizer, RefusesVocabularyMismatchAndOverlongPrompt) {
   const Tokenizer tok = Tokenizer::from_file(shared("tok512.bin"), 512);
   EXPECT_THROW(tok.encode(std::string(5000, 'a'), true, false, 512), Error);
   EXPECT_THROW(tok.encode(std::string(600, 'a') , true, false, 64), Error);
+}
+
+// run.c's encoder as Tokenizer::encode was before its merging became O(n log n): every round scans
+// all adjacent pairs and merges the best-scoring one (the first on ties). The oracle for encode.
+class OracleEncoder {
+ public:
+  explicit OracleEncoder(const Tokenizer& t) : t_(t) {
+    for (int i = 0; i < t.vocab_size(); i++) index_.emplace(t.piece(i), i);
+    for (int b = 0; b < 256; b++) {
+      char name[8];
+      std::snprintf(name, sizeof name, "<0x%02X>", b);
+      const int id = lookup(name);
+      byte_token_[b] = id >= 0 ? id : (b + 3 < t.vocab_size() ? b + 3 : 0);
+    }
+  }
+  std::vector<int> encode(std::string_view text, bool bos) const {
+    std::vector<int> tokens;
+    if (bos) tokens.push_back(t_.bos());
+    if (!text.empty()) {
+      const int space = lookup(" ");
+      tokens.push_back(space >= 0 ? space : byte_token_[uint8_t(' ')]);
+    }
+    for (size_t i = 0; i < text.size();) {
+      size_t len = 1;
+      while (len < 4 && i + len < text.size() && (uint8_t(text[i + len]) & 0xC0) == 0x80) len++;
+      const int id = lookup(text.substr(i, len));
+      if (id >= 0) {
+        tokens.push_back(id);
+      } else {
+        for (size_t j = 0; j < len; j++) tokens.push_back(byte_token_[uint8_t(text[i + j])]);
+      }
+      i += len;
+    }
+    const size_t first = bos ? 1 : 0;
+    std::string pair;
+    while (true) {
+      float best_score = -1e10f;
+      int best_id = -1;
+      size_t best_at = 0;
+      for (size_t i = first; i + 1 < tokens.size(); i++) {
+        pair = t_.piece(tokens[i]) + t_.piece(tokens[i + 1]);
+        const int id = lookup(pair);
+        if (id >= 0 && t_.score(id) > best_score) {
+          best_score = t_.score(id);
+          best_id = id;
+          best_at = i;
+        }
+      }
+      if (best_id < 0) break;
+      tokens[best_at] = best_id;
+      tokens.erase(tokens.begin() + std::ptrdiff_t(best_at) + 1);
+    }
+    return tokens;
+  }
+
+ private:
+  int lookup(std::string_view s) const {
+    const auto it = index_.find(std::string(s));
+    return it == index_.end() ? -1 : it->second;
+  }
+  const Tokenizer& t_;
+  std::unordered_map<std::string, int> index_;
+  int byte_token_[256] = {};
+};
+
+// Random text: pieces of the vocabulary glued together (many merges, many equal candidates), mixed
+// with single letters, spaces, multi-byte UTF-8 and bytes that are not UTF-8.
+std::string random_text(const Tokenizer& t, std::mt19937& rng, size_t max_len) {
+  static const char* extras[] = {" ", "a", "e", "  ", "\xC3\xA9", "\xE2\x82\xAC", "\xF0\x9F\x98\x80", "\xFF",
+                                 "\x80", "\n", "\t", "<0x41>", "\xE2\x96\x81"};
+  std::string s;
+  const size_t len = rng() % (max_len + 1);
+  while (s.size() < len) {
+    if (rng() % 3 == 0) {
+      s += extras[rng() % (sizeof extras / sizeof *extras)];
+    } else {
+      s += t.piece(int(rng() % uint32_t(t.vocab_size())));
+    }
+  }
+  return s;
+}
+
+void expect_encodes_like_oracle(const Tokenizer& t, const std::string& what, int cases, size_t max_len) {
+  SCOPED_TRACE(what);
+  const OracleEncoder oracle(t);
+  std::mt19937 rng(12345);
+  for (int i = 0; i < cases; i++) {
+    const std::string text = random_text(t, rng, max_len);
+    const bool bos = i % 2 == 0;
+    ASSERT_EQ(t.encode(text, bos, false, 1 << 20), oracle.encode(text, bos)) << "case " << i << ": " << text;
+  }
+}
+
+TEST(Tokenizer, EncodeMergesExactlyAsRunC) {
+  expect_encodes_like_oracle(Tokenizer::from_file(shared("tokenizer.bin"), 32000), "tokenizer.bin", 300, 400);
+  expect_encodes_like_oracle(Tokenizer::from_file(shared("tok512.bin"), 512), "tok512.bin", 500, 400);
+  expect_encodes_like_oracle(Tokenizer::from_file(shared("aidreams-tok512.bin"), 512), "aidreams-tok512.bin",
+                             500, 400);
+  for (const std::string path : {shared("llama-2-tiny-random.gguf"), shared("stories260K-q8_0.gguf")}) {
+    const auto m = load_model(path);
+    expect_encodes_like_oracle(Tokenizer::from_vocab(*m->vocab), path, 300, 400);
+  }
+  // One long text: merges far apart interleave in the heap.
+  expect_encodes_like_oracle(Tokenizer::from_file(shared("tok512.bin"), 512), "tok512.bin, long", 3, 4000);
+}
+
+TEST(Tokenizer, EncodeBreaksScoreTiesLeftmostAsRunC) {
+  // Equal scores everywhere, overlapping candidates, and scores run.c never merges (<= -1e10, NaN).
+  EmbeddedVocab v;
+  v.bos = 0;
+  v.eos = 0;
+  const std::pair<const char*, float> pieces[] = {
+      {"<s>", 0}, {"a", 0}, {"b", 0}, {" ", 0}, {"aa", 1}, {"ab", 1}, {"ba", 1}, {"bb", 1}, {"aaa", 1},
+      {"aba", 2}, {"bab", 2}, {"abab", 1}, {" a", 1}, {" b", 0.5f}, {"aab", -1e10f}, {"bba", -2e10f},
+      {"baa", std::nanf("")}, {"aaaa", 1}, {" ab", 2}, {"ab ", 2}, {"bb ", 1}};
+  for (const auto& [piece, score] : pieces) {
+    v.pieces.push_back(piece);
+    v.scores.push_back(score);
+  }
+  const Tokenizer t = Tokenizer::from_vocab(v);
+  const OracleEncoder oracle(t);
+  std::mt19937 rng(7);
+  const char alphabet[] = "aab ";
+  for (int i = 0; i < 3000; i++) {
+    std::string text(rng() % 40, 'a');
+    for (char& ch : text) ch = alphabet[rng() % 4];
+    ASSERT_EQ(t.encode(text, i % 2 == 0, false, 1 << 20), oracle.encode(text, i % 2 == 0)) << text;
+  }
+}
+
+TEST(Tokenizer, EncodesAHundredThousandCharacters) {
+  // Quadratic merging took 72 s here; the ctest timeout is the bound.
+  const Tokenizer t = Tokenizer::from_file(shared("tokenizer.bin"), 32000);
+  std::mt19937 rng(99);
+  std::string text;
+  while (text.size() < 100000) text += random_text(t, rng, 200);
+  text.resize(100000);
+  const std::vector<int> ids = t.encode(text, true, false, 1 << 20);
+  std::string back;
+  for (size_t i = 1; i < ids.size(); i++) back += t.decode(ids[i - 1], ids[i]);
+  EXPECT_GT(ids.size(), 10000u);
+  EXPECT_EQ(back.size(), 100000u);
+}
+
+TEST(Tokenizer, SpecialTokenIdsMustBeInTheVocabulary) {
+  EmbeddedVocab v;
+  v.pieces = {"a"};
+  v.scores = {0};
+  v.bos = 1;  // the default when the file names none
+  try {
+    (void)Tokenizer::from_vocab(v, "one.gguf");
+    FAIL() << "a BOS id outside the vocabulary was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.message, "one.gguf: BOS token id 1 is not in the vocabulary of 1 token");
+  }
+  v.bos = 0;
+  v.eos = -1;
+  EXPECT_THROW((void)Tokenizer::from_vocab(v), Error);
+  // A one-token tokenizer.bin: llama2.c's fixed BOS (1) and EOS (2) are not tokens.
+  std::string bin(4, '\0');
+  bin[0] = 1;
+  bin += std::string("\0\0\0\0\1\0\0\0a", 9);
+  EXPECT_THROW((void)Tokenizer::from_bytes("one.bin", bin, 1), Error);
 }
 
 TEST(Sampler, GreedyTakesFirstMaximum) {
