@@ -51,7 +51,7 @@ case $case_name in
     grep -qF "efault: -1/14 -1/14 -1/14 -1/14" "$tmp/out" || fail "bad pointers did not all give EFAULT" ;;
   files)
     f="$models/tok512.bin"; [ -f "$f" ] || f="$guest"
-    boot --app "$guest" -- file "$f"
+    boot --app "$guest" --module "$f" -- file "/$(basename "$f")"
     expect_status 0
     grep -q "ok=1" "$tmp/out" || fail "read/mmap checksums differ" ;;
   threads)
