@@ -26,6 +26,39 @@ BootInfo g_boot;
 char g_argbuf[kCmdlineMax];
 const char* g_argv[kMaxArgs];
 
+// Too little RAM: QEMU then places modules past its end, or nothing is left for the page tables
+// and the application's stack. Say so rather than fail an allocation later.
+void check_memory() {
+  for (unsigned i = 0; i < g_boot.nmods; ++i) {
+    const BootModule& m = g_boot.mods[i];
+    bool in_ram = false;
+    for (unsigned r = 0; r < g_boot.navail && !in_ram; ++r)
+      in_ram = m.start >= g_boot.avail[r].base && m.end <= g_boot.avail[r].base + g_boot.avail[r].len;
+    if (!in_ram)
+      panic("not enough memory: module %s (%lu MiB) lies outside the RAM; boot with more memory", m.name,
+            (m.end - m.start) >> 20);
+  }
+  constexpr uint64_t kMinFree = 16ull << 20;  // page tables, the 8 MiB stack, the app's first data
+  if (phys_free_bytes() < kMinFree)
+    panic("not enough memory: %lu MiB free after the kernel and the modules, %lu MiB needed; boot with more memory",
+          phys_free_bytes() >> 20, kMinFree >> 20);
+}
+
+// argv from the argv module (lib/cmdline.h) when there is one, as `bareflow boot` writes it. The
+// module leaves the list of files; its memory stays reserved (phys_init has run) and argv points
+// into it.
+void take_argv_module(unsigned* argc) {
+  for (unsigned i = 0; i < g_boot.nmods; ++i) {
+    const BootModule& m = g_boot.mods[i];
+    const char* data = static_cast<const char*>(phys_to_ptr(m.start));
+    if (!is_argv_module(data, m.end - m.start)) continue;
+    if (*argc) panic("bad boot: arguments both on the command line (or in another argv module) and in module %s", m.name);
+    if (const char* err = parse_argv_module(data, m.end - m.start, g_argv, kMaxArgs, argc)) panic("bad boot: %s", err);
+    for (unsigned j = i + 1; j < g_boot.nmods; ++j) g_boot.mods[j - 1] = g_boot.mods[j];
+    --g_boot.nmods, --i;
+  }
+}
+
 }  // namespace
 }  // namespace bf::kern
 
@@ -52,6 +85,8 @@ extern "C" [[noreturn]] void kmain(uint32_t magic, uint32_t info) {
       if (align_up(g_boot.mods[i].end, kLargePageSize) > clean_above) clean_above = align_up(g_boot.mods[i].end, kLargePageSize);
   }
   phys_init(g_boot, clean_above);
+  check_memory();
+  take_argv_module(&argc);
   vm_init();
   apic_virtual_wire();
   const uint64_t t_vm = monotonic_ns();

@@ -13,6 +13,11 @@ fail() { echo "FAIL [$case_name]: $*"; echo "--- stdout"; cat "$tmp/out"; echo "
 boot() { timeout $((T + 10)) "$bfboot" --tcg --timeout $T --kernel "$kdir" "$@" >"$tmp/out" 2>"$tmp/err"; status=$?; }
 expect_status() { [ "$status" = "$1" ] || fail "exit status $status, expected $1"; }
 expect_log() { grep -qF -- "$1" "$tmp/err" || fail "kernel log lacks: $1"; }
+# A private TMPDIR, so that "nothing left behind" can be checked.
+private_tmpdir() { export TMPDIR="$tmp/tmpdir"; mkdir -p "$TMPDIR"; }
+expect_nothing_left() {
+  [ -z "$(ls -A "$TMPDIR")" ] || fail "left behind in TMPDIR: $(ls -A "$TMPDIR")"
+}
 need_models() {
   if [ -z "$bareflow" ] || [ ! -x "$bareflow" ] || [ ! -f "$models/stories260K.bin" ]; then
     echo "SKIP: needs bareflow and $models/stories260K.bin"; exit 77
@@ -51,7 +56,7 @@ case $case_name in
     grep -qF "efault: -1/14 -1/14 -1/14 -1/14" "$tmp/out" || fail "bad pointers did not all give EFAULT" ;;
   files)
     f="$models/tok512.bin"; [ -f "$f" ] || f="$guest"
-    boot --app "$guest" -- file "$f"
+    boot --app "$guest" --module "$f" -- file "/$(basename "$f")"
     expect_status 0
     grep -q "ok=1" "$tmp/out" || fail "read/mmap checksums differ" ;;
   threads)
@@ -143,6 +148,169 @@ case $case_name in
     expect_status 0
     expect_log "multiboot2 via GRUB"
     cmp "$tmp/out" "$tmp/golden" || fail "stdout is not the golden stories260K text" ;;
+  argv-exact)
+    # Text reaches the guest byte for byte in both boot forms: quotes, $ (which GRUB expands on
+    # its command line), a backslash, an empty word, newline, a 5,000-character word (the kernel
+    # command line holds 4 KiB). The guest writes each argument followed by a NUL.
+    private_tmpdir
+    args=(-i once '$HOME' "it's \"quoted\"" 'back\slash; x' '' $'two\nlines' "$(printf 'x%.0s' $(seq 5000))")
+    printf '%s\0' "${args[@]}" >"$tmp/want"
+    for form in -kernel --iso; do
+      boot $([ $form = --iso ] && echo --iso) --app "$guest" -- argv "${args[@]}"
+      expect_status 0
+      cmp -s "$tmp/out" "$tmp/want" || fail "$form: the guest's argv is not the bytes given"
+    done
+    expect_nothing_left ;;
+  text-args)
+    # Only the model and the tokenizer become boot modules: run from a directory holding files
+    # named like the other arguments, the golden text is unchanged, and a prompt with quotes and
+    # $ gives the same text as on Linux in both boot forms. A 5,000-character prompt is refused
+    # exactly as on Linux (longer than stories260K's context), not by the boot path.
+    need_models
+    private_tmpdir
+    mkdir "$tmp/cwd" && cd "$tmp/cwd" && touch 0 200 once "Once upon a time" '$HOME'
+    timeout $((T + 10)) "$bareflow" boot --tcg --timeout $T -- generate "$models/stories260K.bin" -z "$models/tok512.bin" \
+      -t 0 -n 200 -i "Once upon a time" >"$tmp/out" 2>"$tmp/err"
+    status=$?
+    expect_status 0
+    cmp -s "$tmp/out" "$tmp/golden" || fail "stdout is not the golden stories260K text"
+    prompt="once \$HOME \"q\" it's; \\ x"
+    "$bareflow" generate "$models/stories260K.bin" -z "$models/tok512.bin" -t 0 -n 60 -i "$prompt" >"$tmp/want" 2>/dev/null
+    for form in -kernel --iso; do
+      timeout $((T + 10)) "$bareflow" boot --tcg --timeout $T $([ $form = --iso ] && echo --iso) -- generate \
+        "$models/stories260K.bin" -z "$models/tok512.bin" -t 0 -n 60 -i "$prompt" >"$tmp/out" 2>"$tmp/err"
+      status=$?
+      expect_status 0
+      cmp -s "$tmp/out" "$tmp/want" || fail "$form: the text differs from Linux's for the same prompt"
+    done
+    long=$(printf 'Once upon a time, %.0s' $(seq 280))
+    "$bareflow" generate "$models/stories260K.bin" -z "$models/tok512.bin" -i "$long" >/dev/null 2>"$tmp/want"
+    want_status=$? want_line=$(grep '^bareflow: ' "$tmp/want")
+    boot_long() { timeout $((T + 10)) "$bareflow" boot --tcg --timeout $T -- generate "$models/stories260K.bin" \
+      -z "$models/tok512.bin" -i "$long" >"$tmp/out" 2>"$tmp/err"; status=$?; }
+    boot_long
+    expect_status "$want_status"
+    expect_log "$want_line"
+    expect_nothing_left ;;
+  quoted-paths)
+    # No shell anywhere: a kernel directory, application and executable path holding ' " $ ; and a
+    # space (with a command a shell would run) boot normally, in both forms, and run nothing else.
+    weird="$tmp/k'; touch \"$tmp/pwned\"; echo \$HOME '"
+    mkdir -p "$weird"
+    cp "$kdir/bareflow-kernel.bin" "$kdir/bareflow-kernel.elf" "$bfboot" "$guest" "$weird/"
+    want='hello from ring 3: argc=3 [kernel_guest_test] [hello] [x]'
+    run_weird() {  # how the kernel directory is found: beside the executable, --kernel, or the environment
+      case $1 in
+        self) timeout $((T + 10)) "$weird/bfboot" --tcg --timeout $T "${@:2}" ;;
+        flag) timeout $((T + 10)) "$bfboot" --tcg --timeout $T --kernel "$weird" "${@:2}" ;;
+        env) BAREFLOW_KERNEL_DIR="$weird" timeout $((T + 10)) "$bfboot" --tcg --timeout $T "${@:2}" ;;
+      esac >"$tmp/out" 2>"$tmp/err"
+      status=$?
+    }
+    for how in self flag env; do
+      for form in -kernel --iso; do
+        run_weird $how $([ $form = --iso ] && echo --iso) --app "$weird/kernel_guest_test" -- hello x
+        expect_status 0
+        [ "$(cat "$tmp/out")" = "$want" ] || fail "$how $form: stdout differs"
+        [ ! -e "$tmp/pwned" ] || fail "$how $form: a shell ran the path"
+      done
+    done ;;
+  mem)
+    # --mem is parsed (K, M, G) and checked against what the modules need before QEMU starts: one
+    # line, exit 2. The amount it asks for is enough to boot. A too-small machine started by hand
+    # gets a clear kernel message, not an assertion.
+    private_tmpdir
+    boot --mem lots --app "$guest" -- hello
+    expect_status 2
+    [ "$(cat "$tmp/err")" = "bfboot: --mem: 'lots' is not a size (a number with K, M or G, e.g. 512M)" ] || fail "--mem lots"
+    boot --mem 16M --app "$guest" -- hello
+    expect_status 2
+    [ "$(wc -l <"$tmp/err")" = 1 ] || fail "--mem 16M: not one line"
+    need=$(sed -nE "s/^bfboot: --mem 16M is too small for these modules: they need at least ([0-9]+) MiB$/\1/p" "$tmp/err")
+    [ -n "$need" ] || fail "--mem 16M: unexpected message"
+    boot --mem $((need * 1024))K --app "$guest" -- hello a
+    expect_status 0
+    grep -qF "[hello] [a]" "$tmp/out" || fail "--mem ${need}M (the stated minimum) does not boot"
+    boot --mem 1024G --app "$guest" -- hello
+    expect_status 2
+    grep -qF "bfboot: --mem 1024G is more than this machine's" "$tmp/err" || fail "--mem 1024G"
+    if [ -n "$bareflow" ] && [ -x "$bareflow" ] && [ -f "$models/stories260K.bin" ]; then
+      # The rule with the real application: its minimum runs the golden generation.
+      timeout $((T + 10)) "$bareflow" boot --tcg --mem 16M -- generate "$models/stories260K.bin" -z "$models/tok512.bin" \
+        -t 0 -n 200 -i "Once upon a time" >"$tmp/out" 2>"$tmp/err"
+      status=$?
+      expect_status 2
+      need=$(sed -nE "s/^bareflow boot: --mem 16M is too small for these modules: they need at least ([0-9]+) MiB$/\1/p" "$tmp/err")
+      [ -n "$need" ] || fail "bareflow boot --mem 16M: unexpected message"
+      timeout $((T + 10)) "$bareflow" boot --tcg --mem ${need}M --timeout $T -- generate "$models/stories260K.bin" \
+        -z "$models/tok512.bin" -t 0 -n 200 -i "Once upon a time" >"$tmp/out" 2>"$tmp/err"
+      status=$?
+      expect_status 0
+      cmp -s "$tmp/out" "$tmp/golden" || fail "--mem ${need}M: not the golden text"
+    fi
+    for sizes in "24 24 module big (24 MiB) lies outside the RAM" "8 20 9 MiB free after the kernel and the modules"; do
+      set -- $sizes
+      head -c $(($1 << 20)) /dev/zero >"$tmp/big"
+      timeout 60 qemu-system-x86_64 -M pc -nodefaults -display none -no-reboot -m $2M -accel tcg -cpu max \
+        -serial file:"$tmp/err" -device isa-debug-exit,iobase=0xf4,iosize=0x04 -kernel "$kdir/bareflow-kernel.bin" \
+        -append '-- g hello' -initrd "$guest g,$tmp/big big" >"$tmp/out" 2>&1
+      status=$?
+      expect_status 255
+      expect_log "PANIC: not enough memory: ${*:3}"
+    done
+    expect_nothing_left ;;
+  no-leftovers)
+    # Error paths leave nothing in TMPDIR: grub-mkrescue failing, QEMU failing to start, a timeout
+    # (with QEMU stand-ins first on PATH), and bad input refused before anything is staged.
+    private_tmpdir
+    mkdir "$tmp/bin"
+    printf '#!/bin/sh\necho "no space left on device" >&2\nexit 1\n' >"$tmp/bin/grub-mkrescue"
+    printf '#!/bin/sh\necho $$ >"%s"\n[ "$FAKE_QEMU" = sleep ] && exec sleep 60\necho "qemu: failed" >&2\nexit 1\n' \
+      "$tmp/qemu.pid" >"$tmp/bin/qemu-system-x86_64"
+    chmod +x "$tmp/bin/"*
+    PATH="$tmp/bin:$PATH" boot --iso --app "$guest" -- hello
+    expect_status 2
+    [ "$(cat "$tmp/err")" = "bfboot: grub-mkrescue failed: no space left on device" ] || fail "grub-mkrescue failure"
+    expect_nothing_left
+    PATH="$tmp/bin:$PATH" boot --app "$guest" -- hello
+    expect_status 125
+    expect_log "qemu: failed"
+    expect_nothing_left
+    FAKE_QEMU=sleep PATH="$tmp/bin:$PATH" timeout 30 "$bfboot" --tcg --timeout 1 --kernel "$kdir" --app "$guest" -- hello \
+      >"$tmp/out" 2>"$tmp/err"
+    status=$?
+    expect_status 124
+    kill -0 "$(cat "$tmp/qemu.pid")" 2>/dev/null && fail "the timed-out QEMU stand-in still runs"
+    expect_nothing_left
+    boot --app "$guest" --module "$tmp/nosuch" -- hello
+    expect_status 2
+    [ "$(cat "$tmp/err")" = "bfboot: --module $tmp/nosuch is not a file" ] || fail "--module nosuch"
+    expect_nothing_left ;;
+  signals)
+    # SIGTERM or SIGINT to bareflow boot: QEMU is stopped and waited for, the staging directory
+    # removed, exit 128 + signal. SIGKILL cannot be caught: QEMU still dies with its parent.
+    private_tmpdir
+    launcher=$bfboot
+    [ -n "$bareflow" ] && [ -x "$bareflow" ] && launcher=$bareflow
+    for sig in TERM INT KILL; do
+      if [ "$launcher" = "$bareflow" ]; then set -- "$bareflow" boot; else set -- "$bfboot"; fi
+      "$@" --tcg --timeout 100 --kernel "$kdir" --app "$guest" -- sleep 100 >"$tmp/out" 2>"$tmp/err" &
+      pid=$!
+      for i in $(seq 300); do grep -q sleeping "$tmp/out" && break; sleep 0.1; done
+      grep -q sleeping "$tmp/out" || fail "SIG$sig: the guest did not start"
+      qemu=$(pgrep -P $pid)
+      [ -n "$qemu" ] || fail "SIG$sig: no QEMU child"
+      kill -$sig $pid
+      wait $pid 2>/dev/null
+      status=$?
+      for i in $(seq 50); do kill -0 $qemu 2>/dev/null || break; sleep 0.1; done
+      kill -0 $qemu 2>/dev/null && { kill -9 $qemu; fail "SIG$sig: QEMU still runs after its parent"; }
+      case $sig in
+        TERM) expect_status 143; expect_nothing_left ;;
+        INT) expect_status 130; expect_nothing_left ;;
+        KILL) expect_status 137; rm -rf "$TMPDIR"/* ;;
+      esac
+    done ;;
   *) echo "unknown case $case_name"; exit 2 ;;
 esac
 echo "PASS [$case_name]"

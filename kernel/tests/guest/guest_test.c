@@ -68,8 +68,24 @@ static int threads_test(void) {
   return 0;
 }
 
+/* Boot tests of argument passing (bareflow boot): "argv ARGS..." writes each of ARGS followed by a
+   NUL, so the test compares the exact bytes the guest got; "sleep SEC" keeps the machine running
+   (signal tests). */
+static int argv_modes(int argc, char** argv) {
+  if (!strcmp(argv[1], "sleep")) {
+    struct timespec d = {argc > 2 ? atoi(argv[2]) : 60, 0};
+    printf("sleeping\n");
+    fflush(stdout);
+    nanosleep(&d, NULL);
+    return 0;
+  }
+  for (int i = 2; i < argc; ++i) fwrite(argv[i], 1, strlen(argv[i]) + 1, stdout);
+  return 0;
+}
+
 int main(int argc, char** argv) {
   const char* mode = argc > 1 ? argv[1] : "hello";
+  if (!strcmp(mode, "argv") || !strcmp(mode, "sleep")) return argv_modes(argc, argv);
   if (!strcmp(mode, "hello")) {
     printf("hello from ring 3: argc=%d", argc);
     for (int i = 0; i < argc; ++i) printf(" [%s]", argv[i]);
