@@ -52,8 +52,11 @@ alignas(16) Tss g_tss;
 alignas(16) uint64_t g_gdt[8];
 alignas(16) IdtEntry g_idt[256];
 
-void set_gate(unsigned v, uint64_t handler, uint8_t ist) {
-  g_idt[v] = {uint16_t(handler), kKernelCs, ist, 0x8E, uint16_t(handler >> 16), uint32_t(handler >> 32), 0};
+// type_attr: present | DPL << 5 | 64-bit interrupt gate (0xE). DPL is the highest ring allowed to
+// raise the vector with an INT instruction; exceptions the CPU raises itself ignore it.
+void set_gate(unsigned v, uint64_t handler, uint8_t ist, uint8_t dpl = 0) {
+  const uint8_t type_attr = uint8_t(0x80 | (dpl & 3) << 5 | 0xE);
+  g_idt[v] = {uint16_t(handler), kKernelCs, ist, type_attr, uint16_t(handler >> 16), uint32_t(handler >> 32), 0};
 }
 
 void setup_gdt() {
@@ -90,6 +93,9 @@ void setup_gdt() {
 void setup_idt() {
   for (unsigned v = 0; v < 256; ++v) set_gate(v, uint64_t(isr_other), 0);
   for (unsigned v = 0; v < 48; ++v) set_gate(v, isr_table[v], 0);
+  // int3 is an INT instruction: with a DPL 0 gate ring 3 got #GP instead of #BP (SIGTRAP as on
+  // Linux, whose #BP gate is DPL 3 too).
+  set_gate(3, isr_table[3], 0, 3);
   set_gate(8, isr_table[8], 1);
   set_gate(2, isr_table[2], 2);
   set_gate(18, isr_table[18], 3);

@@ -102,6 +102,5 @@ uint64_t monotonic_ns() {
 
 uint64_t realtime_ns() { return g_epoch_ns + monotonic_ns(); }
 
-uint64_t boot_tsc() { return g_tsc0; }
 
 }  // namespace bf::kern

@@ -9,6 +9,5 @@ void timer_init();
 uint64_t tsc_hz();
 uint64_t monotonic_ns();   // since boot
 uint64_t realtime_ns();    // Unix epoch
-uint64_t boot_tsc();       // TSC at kernel entry (for boot-time figures)
 
 }  // namespace bf::kern

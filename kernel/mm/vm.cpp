@@ -27,7 +27,6 @@ constexpr unsigned kMaxRegions = 1024;
 Region g_regions[kMaxRegions];
 unsigned g_nregions = 0;
 uint64_t g_mmap_next = kMmapBase;
-uint64_t g_user_bytes = 0;
 
 uint64_t g_brk_base = 0, g_brk_cur = 0, g_brk_mapped = 0;
 
@@ -44,10 +43,7 @@ void remove_span(uint64_t addr, uint64_t len) {
     const Region r = g_regions[i];
     const uint64_t s = r.va > addr ? r.va : addr, e = r.va + r.len < end ? r.va + r.len : end;
     if (s >= e) continue;
-    if (r.owned) {
-      phys_free(r.phys + (s - r.va), e - s);
-      g_user_bytes -= e - s;
-    }
+    if (r.owned) phys_free(r.phys + (s - r.va), e - s);
     g_regions[i] = g_regions[--g_nregions];
     --i;  // revisit this slot; the pieces appended below lie outside [addr, end)
     if (s > r.va && g_nregions < kMaxRegions) g_regions[g_nregions++] = {r.va, s - r.va, r.phys, r.owned};
@@ -74,7 +70,6 @@ int64_t add_region(uint64_t va, uint64_t len, uint64_t phys, bool owned, uint64_
   if (g_nregions == kMaxRegions) return -ENOMEM;
   if (!g_pt.map(va, phys, len, flags, !small_pages)) return -ENOMEM;
   g_regions[g_nregions++] = {va, len, phys, owned};
-  if (owned) g_user_bytes += len;
   return int64_t(va);
 }
 
@@ -195,7 +190,6 @@ uint64_t vm_brk(uint64_t want) {
   return g_brk_cur;
 }
 
-uint64_t vm_user_bytes() { return g_user_bytes; }
 
 bool vm_range_used(uint64_t addr, uint64_t len) {
   for (unsigned i = 0; i < g_nregions; ++i)

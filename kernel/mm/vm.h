@@ -31,7 +31,6 @@ int64_t vm_protect(uint64_t addr, uint64_t len, uint64_t flags);
 void vm_brk_init(uint64_t base);
 uint64_t vm_brk(uint64_t want);
 
-uint64_t vm_user_bytes();
 bool vm_range_used(uint64_t addr, uint64_t len);  // any user mapping in the range  // frames currently mapped for the application
 
 }  // namespace bf::kern

@@ -21,7 +21,6 @@ namespace bf::kern {
 namespace {
 
 bool g_trace = false;
-uint64_t g_count = 0;
 
 // ---- user memory -------------------------------------------------------------------------------
 
@@ -365,7 +364,6 @@ int64_t sys_nanosleep(uint64_t ureq) {
 TrapFrame* g_syscall_trap_frame = nullptr;
 
 void syscall_set_trace(bool on) { g_trace = on; }
-uint64_t syscall_count() { return g_count; }
 
 }  // namespace bf::kern
 
@@ -378,7 +376,6 @@ extern "C" [[noreturn]] void syscall_bad_return(uint64_t rip) {
 
 extern "C" int64_t syscall_dispatch(SyscallFrame* f) {
   const uint64_t a0 = f->a0, a1 = f->a1, a2 = f->a2, a3 = f->a3, a4 = f->a4, a5 = f->a5;
-  ++g_count;
   int64_t r;
   switch (f->nr) {
     case 0: r = sys_read(a0, a1, a2); break;

@@ -16,7 +16,6 @@ static_assert(sizeof(SyscallFrame) == 80);
 extern TrapFrame* g_syscall_trap_frame;
 
 void syscall_set_trace(bool on);  // log every call and its result ("strace" on the kernel command line)
-uint64_t syscall_count();
 
 }  // namespace bf::kern
 

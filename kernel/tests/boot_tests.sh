@@ -50,6 +50,18 @@ case $case_name in
     expect_log "cr2=0x0"
     expect_log "user stack trace:"
     expect_log " main+0x" ;;
+  int3)
+    boot --app "$guest" -- int3
+    expect_status 133
+    expect_log "application fault: breakpoint (vector 3)" ;;
+  ud2)
+    boot --app "$guest" -- ud2
+    expect_status 132
+    expect_log "application fault: invalid opcode (vector 6)" ;;
+  div0)
+    boot --app "$guest" -- div0
+    expect_status 136
+    expect_log "application fault: divide error (vector 0)" ;;
   efault)
     boot --app "$guest" -- efault
     expect_status 0

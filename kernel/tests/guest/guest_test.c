@@ -108,6 +108,27 @@ int main(int argc, char** argv) {
     fflush(stdout);
     return *p;
   }
+  /* Ring-3 exceptions: each must end the program with Linux's signal (boot test "traps"). */
+  if (!strcmp(mode, "int3")) {
+    printf("about to int3\n");
+    fflush(stdout);
+    __asm__ volatile("int3");
+    return 0;
+  }
+  if (!strcmp(mode, "ud2")) {
+    printf("about to ud2\n");
+    fflush(stdout);
+    __asm__ volatile("ud2");
+    return 0;
+  }
+  if (!strcmp(mode, "div0")) {
+    unsigned a = 1, d = 0, z = 0;
+    printf("about to divide by zero\n");
+    fflush(stdout);
+    /* In asm: the compiler may turn 1 / z into a compare with no divide. */
+    __asm__ volatile("divl %2" : "+a"(a), "+d"(d) : "r"(z));
+    return (int)a;
+  }
   if (!strcmp(mode, "efault")) {
     /* Bad pointers must come back as EFAULT, never crash the kernel. */
     long r1 = syscall(SYS_write, 1, (void*)8, 10);
