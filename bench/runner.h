@@ -24,7 +24,7 @@ namespace bf::bench {
 
 // A JIT configuration timed besides AOT (bareflow bench --jit): `mode` is its --jit=MODE, `attach`
 // starts it on a Transformer through jit::Cli (the path generate uses; null if LLVM cannot serve this
-// host). Passed in because bareflow_core does not link the JIT.
+// host). Passed in: how each mode is configured is the command line's business (cli/).
 struct JitMode {
   std::string mode;
   std::function<std::unique_ptr<jit::Session>(Transformer&)> attach;

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cassert>
 
-#include "profile/cycles.h"
+#include "kernels/cycles.h"
 
 namespace bf {
 

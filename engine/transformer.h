@@ -35,7 +35,7 @@ using FusedFn = void (*)(float* const* out, const Matrix* const* W, const float*
                          int64_t r0, int64_t r1);
 
 // Sees every matvec call once it returned: the profiler and the JIT's tier counters. `fn` is the
-// kernel that ran, `cycles` its cost in TSC ticks (profile/cycles.h). Called on the forward thread.
+// kernel that ran, `cycles` its cost in TSC ticks (kernels/cycles.h). Called on the forward thread.
 class MatvecObserver {
  public:
   virtual void on_matvec(Site s, MatvecFn fn, float* out, const Matrix& W, const float* x,

@@ -8,7 +8,7 @@
 
 #include "jit/code_report.h"
 #include "jit/compiler.h"
-#include "profile/cycles.h"
+#include "kernels/cycles.h"
 
 namespace bf::jit {
 

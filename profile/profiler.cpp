@@ -1,30 +1,15 @@
 #include "profile/profiler.h"
 
-#include <chrono>
 #include <cinttypes>
-#include <thread>
 
 #include "engine/error.h"
-#include "profile/cycles.h"
+#include "kernels/cycles.h"
 
 namespace bf::prof {
 
 const char* tier_name(Tier t) {
   static const char* const names[kTierCount] = {"aot", "interp", "O0", "O1", "O2", "O3"};
   return size_t(t) < kTierCount ? names[size_t(t)] : "?";
-}
-
-double cycles_per_second() {
-  static const double hz = [] {
-    using Clock = std::chrono::steady_clock;
-    const Clock::time_point t0 = Clock::now();
-    const uint64_t c0 = cycles();
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    const uint64_t c1 = cycles();
-    const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-    return secs > 0 && c1 > c0 ? double(c1 - c0) / secs : 1e9;
-  }();
-  return hz;
 }
 
 Profiler::Profiler(std::vector<std::string> site_names) {

@@ -6,7 +6,7 @@ bin=$1 steps=$2
 shift 2
 models=$(dirname "$0")/../../../shared/models
 out=$("$bin" generate "$models/stories260K.bin" -z "$models/tok512.bin" -t 0 -n "$steps" -i "Once upon a time" "$@")
-golden=$(/usr/bin/python3 "$(dirname "$0")/../../tests/tools/golden_text.py")
+golden=$("$BF_PYTHON" "$(dirname "$0")/../../tests/tools/golden_text.py")
 if [ "$steps" = 200 ]; then
   [ "$out" = "$golden" ] && exit 0
 else

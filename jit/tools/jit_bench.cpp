@@ -24,7 +24,7 @@
 #include "jit/compiler.h"
 #include "jit/runtime.h"
 #include "kernels/dispatch.h"
-#include "profile/cycles.h"
+#include "kernels/cycles.h"
 
 namespace {
 

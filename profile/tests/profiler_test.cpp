@@ -6,7 +6,7 @@
 
 #include "engine/model.h"
 #include "engine/transformer.h"
-#include "profile/cycles.h"
+#include "kernels/cycles.h"
 #include "profile/profiler.h"
 #include "profile/site_profiler.h"
 
