@@ -2,7 +2,6 @@
 
 #include <cinttypes>
 
-#include "engine/error.h"
 #include "kernels/cycles.h"
 
 namespace bf::prof {
@@ -77,9 +76,7 @@ void Profiler::print(FILE* out, double wall_seconds) const {
   std::fputc('\n', out);
 }
 
-void Profiler::write_json(const std::string& path, double wall_seconds) const {
-  FILE* f = std::fopen(path.c_str(), "w");
-  if (!f) fail(path, "cannot write the profile");
+void Profiler::write_json(FILE* f, double wall_seconds) const {
   const double hz = cycles_per_second();
   std::fprintf(f, "{\n  \"tsc_hz\": %.0f,\n  \"wall_seconds\": %.6f,\n", hz, wall_seconds);
   std::fprintf(f, "  \"overhead_cycles_per_call\": %.1f,\n  \"sites\": [", overhead_cycles_per_call());
@@ -103,7 +100,6 @@ void Profiler::write_json(const std::string& path, double wall_seconds) const {
     std::fprintf(f, "}}");
   }
   std::fprintf(f, "\n  ]\n}\n");
-  if (std::fclose(f) != 0) fail(path, "cannot write the profile");
 }
 
 }  // namespace bf::prof
