@@ -9,6 +9,7 @@
 #include <memory>
 #include <tuple>
 
+#include "bench/temp_files.h"
 #include "engine/error.h"
 #include "engine/model.h"
 #include "engine/threadpool.h"
@@ -190,21 +191,19 @@ std::vector<BenchResult> run_bench(const BenchOptions& o, FILE* log) {
   std::vector<BenchResult> rows;
   for (const auto& [shape_name, type] : o.models) {
     const ModelShape& shape = find_shape("--model-shape", shape_name);
-    const std::string path = o.dir + "/bareflow-bench-" + std::to_string(getpid()) + "-" + shape.name + "-" +
-                             dtype_name(type) + ".gguf";
+    TempFile file(o.dir + "/bareflow-bench-" + std::to_string(getpid()) + "-" + shape.name + "-" +
+                  dtype_name(type) + ".gguf");
     const Clock::time_point tw = Clock::now();
-    const uint64_t file_bytes = write_synthetic_gguf(path, shape, type, 42);
-    std::fprintf(log, "bench: wrote %s (%.0f MB) in %.1f s\n", path.c_str(), double(file_bytes) / 1e6,
+    const uint64_t file_bytes = write_synthetic_gguf(file.path(), shape, type, 42);
+    std::fprintf(log, "bench: wrote %s (%.0f MB) in %.1f s\n", file.path().c_str(), double(file_bytes) / 1e6,
                  seconds_since(tw));
-    std::unique_ptr<Model> model;
-    try {
-      model = load_model(path);
-    } catch (...) {
-      std::remove(path.c_str());
-      throw;
-    }
+    const std::unique_ptr<Model> model = load_model(file.path());
     // The mapping keeps the bytes: unlinking now leaves nothing behind even if the bench is killed.
-    if (!o.keep) std::remove(path.c_str());
+    if (o.keep) {
+      file.keep();
+    } else {
+      file.remove();
+    }
     const Config& c = model->config;
     const int prompt = std::min(o.prompt, c.seq_len / 2);
     const int decode = std::min(o.decode, c.seq_len - prompt);

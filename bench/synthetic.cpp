@@ -1,5 +1,6 @@
 #include "bench/synthetic.h"
 
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -139,6 +140,15 @@ const ModelShape& find_shape(const std::string& flag, const std::string& name) {
     names += (names.empty() ? "" : ", ") + s.name;
   }
   fail(flag, "unknown model shape '" + name + "' (known: " + names + ")");
+}
+
+DType find_format(const std::string& flag, const std::string& name) {
+  for (DType t : {DType::F32, DType::F16, DType::Q8_0, DType::Q4_0}) {
+    std::string lower = dtype_name(t);
+    for (char& ch : lower) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+    if (name == dtype_name(t) || name == lower) return t;
+  }
+  fail(flag, "'" + name + "' is not one of f32, f16, q8_0, q4_0");
 }
 
 uint64_t write_synthetic_gguf(const std::string& path, const ModelShape& sh, DType type, uint64_t seed) {

@@ -22,6 +22,9 @@ const std::vector<ModelShape>& known_shapes();
 // Throws bf::Error naming `flag` for an unknown name.
 const ModelShape& find_shape(const std::string& flag, const std::string& name);
 
+// "f32", "f16", "q8_0" or "q4_0" (or upper case); throws bf::Error naming `flag` otherwise.
+DType find_format(const std::string& flag, const std::string& name);
+
 // Writes `path`: every matrix in `type` (F32, F16, Q8_0 or Q4_0), norms in F32. Same seed, same
 // bytes. Returns the file size.
 uint64_t write_synthetic_gguf(const std::string& path, const ModelShape& shape, DType type, uint64_t seed);

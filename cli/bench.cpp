@@ -9,6 +9,7 @@
 #include "bench/runner.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/isa.h"
 #include "engine/threadpool.h"
 #include "cli/jit_flags.h"
 
@@ -45,14 +46,6 @@ std::vector<std::string> split_list(const std::string& s) {
   return out;
 }
 
-DType parse_format(const std::string& flag, const std::string& s) {
-  if (s == "f32" || s == "F32") return DType::F32;
-  if (s == "f16" || s == "F16") return DType::F16;
-  if (s == "q8_0" || s == "Q8_0") return DType::Q8_0;
-  if (s == "q4_0" || s == "Q4_0") return DType::Q4_0;
-  fail(flag, "'" + s + "' is not one of f32, f16, q8_0, q4_0");
-}
-
 }  // namespace
 
 int cmd_bench(int argc, char** argv) {
@@ -73,7 +66,7 @@ int cmd_bench(int argc, char** argv) {
       for (const std::string& s : split_list(a.value(f))) shapes.push_back(bench::find_shape(f, s).name);
       if (shapes.empty()) fail(f, "empty list");
     } else if (f == "--format") {
-      for (const std::string& s : split_list(a.value(f))) formats.push_back(parse_format(f, s));
+      for (const std::string& s : split_list(a.value(f))) formats.push_back(bench::find_format(f, s));
       if (formats.empty()) fail(f, "empty list");
     } else if (f == "-T" || f == "--threads") {
       for (const std::string& s : split_list(a.value(f))) o.threads.push_back(int(parse_int(f, s, 1, 256)));

@@ -1,21 +1,31 @@
 // bareflow generate: llama2.c run.c's generate loop and flags.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "bench/temp_files.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/isa.h"
+#include "cli/jit_flags.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
 #include "engine/tokenizer.h"
 #include "engine/threadpool.h"
 #include "engine/transformer.h"
 #include "kernels/dispatch.h"
-#include "cli/jit_flags.h"
 #include "jit/attach.h"
 #include "profile/site_profiler.h"
 
@@ -63,19 +73,71 @@ std::string find_default_model() {
        "and https://github.com/karpathy/llama2.c/raw/master/tokenizer.bin into ./models, or pass a model path");
 }
 
-Tokenizer load_tokenizer(const Model& model, const std::string& tokenizer_path) {
-  if (!tokenizer_path.empty()) return Tokenizer::from_file(tokenizer_path, model.config.vocab_size);
-  if (model.vocab) return Tokenizer::from_vocab(*model.vocab);
+// The tokenizer file to read: -z, else none when the GGUF has its own vocabulary (""), else the
+// llama2.c one beside the model.
+std::string tokenizer_file(const Model& model, const std::string& flag_path) {
+  if (!flag_path.empty() || model.vocab) return flag_path;
   const std::string guess =
       dir_of(model.path) + (model.config.vocab_size == 512 ? "/tok512.bin" : "/tokenizer.bin");
   if (!is_file(guess))
     fail(model.path, "has no embedded tokenizer and " + guess + " does not exist; pass -z TOKENIZER");
-  return Tokenizer::from_file(guess, model.config.vocab_size);
+  return guess;
 }
 
-}  // namespace
+// An output file named by a flag, opened for writing before any input is read, so that a directory,
+// an unwritable path or an input file is refused at once rather than after the whole run. An
+// existing file keeps its bytes until write() (opened without O_TRUNC); one this run created is
+// removed if the run fails or is interrupted (bench::TempFile).
+class OutputFile {
+ public:
+  OutputFile(std::string flag, std::string path) : flag_(std::move(flag)), path_(std::move(path)) {
+    // O_NONBLOCK: a FIFO without a reader is refused (ENXIO) instead of blocking.
+    fd_ = open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NONBLOCK, 0644);
+    if (fd_ >= 0) {
+      created_ = std::make_unique<bench::TempFile>(path_);
+    } else if (errno == EEXIST) {
+      fd_ = open(path_.c_str(), O_WRONLY | O_CLOEXEC | O_NONBLOCK);
+    }
+    if (fd_ < 0) fail(flag_, path_ + ": " + std::strerror(errno));
+  }
+  ~OutputFile() {
+    if (fd_ >= 0) close(fd_);
+  }
+  OutputFile(const OutputFile&) = delete;
+  OutputFile& operator=(const OutputFile&) = delete;
 
-int cmd_generate(int argc, char** argv) {
+  // Refuses the file if it is `input` (the same inode: another name or a hard link counts).
+  void refuse_input(const std::string& input, const char* what) const {
+    struct stat out, in;
+    if (input.empty() || fstat(fd_, &out) != 0 || stat(input.c_str(), &in) != 0) return;
+    if (out.st_dev == in.st_dev && out.st_ino == in.st_ino)
+      fail(flag_, path_ + " is the " + what + " (" + input + "); it would be overwritten");
+  }
+
+  // Replaces the file's contents with what `body` prints.
+  void write(const std::function<void(FILE*)>& body) {
+    struct stat st;
+    if (fstat(fd_, &st) == 0 && S_ISREG(st.st_mode) && ftruncate(fd_, 0) != 0)
+      fail(flag_, path_ + ": " + std::strerror(errno));
+    const int flags = fcntl(fd_, F_GETFL);
+    if (flags >= 0) fcntl(fd_, F_SETFL, flags & ~O_NONBLOCK);
+    FILE* f = fdopen(fd_, "w");
+    if (!f) fail(flag_, path_ + ": " + std::strerror(errno));
+    fd_ = -1;  // the FILE owns it now
+    body(f);
+    const bool ok = !std::ferror(f);
+    if (std::fclose(f) != 0 || !ok) fail(flag_, path_ + ": write failed");
+    if (created_) created_->keep();
+  }
+
+ private:
+  std::string flag_, path_;
+  int fd_ = -1;
+  std::unique_ptr<bench::TempFile> created_;
+};
+
+// The flags, as parsed (run.c's defaults).
+struct Flags {
   std::string model_path, tokenizer_path, prompt;
   float temperature = 1.0f, topp = 0.9f;
   uint64_t seed = 0;
@@ -86,6 +148,10 @@ int cmd_generate(int argc, char** argv) {
   Isa isa = best_isa();
   bool prefill = true;
   jit::Options jit;
+};
+
+// False when --help was printed.
+bool parse_flags(int argc, char** argv, Flags& g) {
   Args a{argc, argv};
   while (!a.done()) {
     const std::string f = a.next();
@@ -93,75 +159,66 @@ int cmd_generate(int argc, char** argv) {
       std::fputs(kUsage, stdout);
       std::fputs(jit_usage(), stdout);
       std::fputs(kUsageEnd, stdout);
-      return 0;
+      return false;
     } else if (f == "-m" || f == "--model") {
-      model_path = a.value(f);
+      g.model_path = a.value(f);
     } else if (f == "-z" || f == "--tokenizer") {
-      tokenizer_path = a.value(f);
+      g.tokenizer_path = a.value(f);
     } else if (f == "-i" || f == "--prompt") {
-      prompt = a.value(f);
+      g.prompt = a.value(f);
     } else if (f == "-t" || f == "--temperature") {
       const double t = parse_double(f, a.value(f));
       if (t < 0) fail(f, "temperature must be >= 0");
-      temperature = float(t);
+      g.temperature = float(t);
     } else if (f == "-p" || f == "--top-p") {
       const double p = parse_double(f, a.value(f));
       if (p < 0 || p > 1) fail(f, "top-p must be in [0, 1]");
-      topp = float(p);
+      g.topp = float(p);
     } else if (f == "-s" || f == "--seed") {
-      seed = parse_u64(f, a.value(f));
+      g.seed = parse_u64(f, a.value(f));
     } else if (f == "-n" || f == "--steps") {
-      steps = parse_int(f, a.value(f), 0, 1ll << 30);
+      g.steps = parse_int(f, a.value(f), 0, 1ll << 30);
     } else if (f == "-T" || f == "--threads") {
-      threads = int(parse_int(f, a.value(f), 1, 256));
+      g.threads = int(parse_int(f, a.value(f), 1, 256));
     } else if (f == "--isa" || f.rfind("--isa=", 0) == 0) {
-      isa = parse_isa("--isa", f == "--isa" ? a.value(f) : f.substr(6));
+      g.isa = parse_isa("--isa", f == "--isa" ? a.value(f) : f.substr(6));
     } else if (f == "--no-prefill") {
-      prefill = false;
+      g.prefill = false;
     } else if (f == "--profile") {
-      profile = true;
+      g.profile = true;
     } else if (f == "--profile-json") {
-      profile_json = a.value(f);
-    } else if (parse_jit_flag(f, a, &jit)) {
+      g.profile_json = a.value(f);
+    } else if (parse_jit_flag(f, a, &g.jit)) {
     } else if (!f.empty() && f[0] == '-') {
       fail(f, "unknown flag (see bareflow generate --help)");
-    } else if (model_path.empty()) {
-      model_path = f;
+    } else if (g.model_path.empty()) {
+      g.model_path = f;
     } else {
-      fail(f, "unexpected argument: the model is already " + model_path);
+      fail(f, "unexpected argument: the model is already " + g.model_path);
     }
   }
-  if (model_path.empty()) model_path = find_default_model();
-  if (seed == 0) seed = uint64_t(std::time(nullptr));  // run.c: 0 means "from the clock"
+  if (g.model_path.empty()) g.model_path = find_default_model();
+  if (g.seed == 0) g.seed = uint64_t(std::time(nullptr));  // run.c: 0 means "from the clock"
+  return true;
+}
 
-  const std::unique_ptr<Model> model = load_model(model_path);
-  const Config& c = model->config;
-  const Tokenizer tokenizer = load_tokenizer(*model, tokenizer_path);
-  if (steps == 0 || steps > c.seq_len) {
-    if (steps > c.seq_len)
-      std::fprintf(stderr, "bareflow: note: -n %lld exceeds the context length; using %d\n", steps, c.seq_len);
-    steps = c.seq_len;
-  }
-  const std::vector<int> tokens = tokenizer.encode(prompt, true, false, size_t(c.seq_len));
+using Clock = std::chrono::steady_clock;
 
-  Transformer transformer(*model, kernels_for(isa), threads, int(steps));
-  Sampler sampler(c.vocab_size, temperature, topp, seed);
-  std::unique_ptr<prof::SiteProfiler> profiler;
-  if (profile || !profile_json.empty()) {
-    profiler = std::make_unique<prof::SiteProfiler>();
-    transformer.set_matvec_observer(profiler.get());
-  }
-  const std::unique_ptr<jit::Session> jit_session = jit::attach(transformer, jit, profiler.get());
-  using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// run.c's loop: the prompt (as one batch unless --no-prefill), then sampling, each piece streamed to
+// stdout as it is decoded; the tok/s lines go to stderr.
+void generate(Transformer& transformer, const Model& model, const Tokenizer& tokenizer, Sampler& sampler,
+              const std::vector<int>& tokens, int steps, bool prefill) {
   Clock::time_point start;
   const Clock::time_point loop_start = Clock::now();
   int token = tokens[0];
   int pos = 0;
   // Prompt positions whose logits are not needed run as one batch; the cache comes out identical.
-  const int batch = prefill ? int(std::min<long long>(steps, (long long)tokens.size() - 1)) : 0;
+  const int batch = prefill ? std::min(steps, int(tokens.size()) - 1) : 0;
   if (batch > 0) {
     transformer.prefill(tokens.data(), batch, 0);
-    const double secs = std::chrono::duration<double>(Clock::now() - loop_start).count();
+    const double secs = seconds_since(loop_start);
     std::fprintf(stderr, "prefill tok/s: %f\n", secs > 0 ? batch / secs : 0.0);
   }
   const int first_timed = batch + 1;
@@ -172,7 +229,7 @@ int cmd_generate(int argc, char** argv) {
     pos++;
     // run.c stops only at BOS (TinyStories models delimit stories with it) and prints EOS as text;
     // GGUF vocabularies declare their EOS, and llama.cpp users expect generation to end there.
-    if (next == tokenizer.bos() || (model->vocab && next == tokenizer.eos())) break;
+    if (next == tokenizer.bos() || (model.vocab && next == tokenizer.eos())) break;
     const std::string piece = tokenizer.decode(token, next);
     std::fwrite(piece.data(), 1, piece.size(), stdout);
     std::fflush(stdout);
@@ -182,14 +239,51 @@ int cmd_generate(int argc, char** argv) {
   std::fputc('\n', stdout);
   std::fflush(stdout);
   if (pos > first_timed) {
-    const double secs = std::chrono::duration<double>(Clock::now() - start).count();
+    const double secs = seconds_since(start);
     std::fprintf(stderr, "achieved tok/s: %f\n", secs > 0 ? double(pos - first_timed) / secs : 0.0);
   }
+}
+
+}  // namespace
+
+int cmd_generate(int argc, char** argv) {
+  Flags g;
+  if (!parse_flags(argc, argv, g)) return 0;
+  std::unique_ptr<OutputFile> profile_json;
+  if (!g.profile_json.empty()) {
+    profile_json = std::make_unique<OutputFile>("--profile-json", g.profile_json);
+    profile_json->refuse_input(g.model_path, "model");
+    profile_json->refuse_input(g.tokenizer_path, "tokenizer");
+  }
+
+  const std::unique_ptr<Model> model = load_model(g.model_path);
+  const Config& c = model->config;
+  const std::string tokenizer_path = tokenizer_file(*model, g.tokenizer_path);
+  if (profile_json) profile_json->refuse_input(tokenizer_path, "tokenizer");
+  const Tokenizer tokenizer = tokenizer_path.empty() ? Tokenizer::from_vocab(*model->vocab)
+                                                     : Tokenizer::from_file(tokenizer_path, c.vocab_size);
+  if (g.steps == 0 || g.steps > c.seq_len) {
+    if (g.steps > c.seq_len)
+      std::fprintf(stderr, "bareflow: note: -n %lld exceeds the context length; using %d\n", g.steps, c.seq_len);
+    g.steps = c.seq_len;
+  }
+  const std::vector<int> tokens = tokenizer.encode(g.prompt, true, false, size_t(c.seq_len));
+
+  Transformer transformer(*model, kernels_for(g.isa), g.threads, int(g.steps));
+  Sampler sampler(c.vocab_size, g.temperature, g.topp, g.seed);
+  std::unique_ptr<prof::SiteProfiler> profiler;
+  if (g.profile || profile_json) {
+    profiler = std::make_unique<prof::SiteProfiler>();
+    transformer.set_matvec_observer(profiler.get());
+  }
+  const std::unique_ptr<jit::Session> jit_session = jit::attach(transformer, g.jit, profiler.get());
+  const Clock::time_point run_start = Clock::now();
+  generate(transformer, *model, tokenizer, sampler, tokens, int(g.steps), g.prefill);
   if (jit_session) jit_session->finish(stderr);
   if (profiler) {
-    const double run_secs = std::chrono::duration<double>(Clock::now() - loop_start).count();
-    if (profile) profiler->profiler().print(stderr, run_secs);
-    if (!profile_json.empty()) profiler->profiler().write_json(profile_json, run_secs);
+    const double run_secs = seconds_since(run_start);
+    if (g.profile) profiler->profiler().print(stderr, run_secs);
+    if (profile_json) profile_json->write([&](FILE* f) { profiler->profiler().write_json(f, run_secs); });
   }
   return 0;
 }

@@ -4,7 +4,7 @@
 #include <cassert>
 #include <new>
 
-#include "profile/cycles.h"
+#include "kernels/cycles.h"
 
 namespace bf {
 

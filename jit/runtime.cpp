@@ -10,7 +10,7 @@
 #include "jit/code_report.h"
 #include "jit/compiler.h"
 #include "jit/test_hooks.h"
-#include "profile/cycles.h"
+#include "kernels/cycles.h"
 
 namespace bf::jit {
 

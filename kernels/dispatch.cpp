@@ -2,8 +2,6 @@
 
 #include <cpuid.h>
 
-#include "engine/error.h"
-
 namespace bf {
 namespace avx2 {
 const Kernels& kernels();
@@ -74,18 +72,6 @@ Isa best_isa() {
   if (isa_supported(Isa::Avx512)) return Isa::Avx512;
   if (isa_supported(Isa::Avx2)) return Isa::Avx2;
   return Isa::Scalar;
-}
-
-Isa parse_isa(const std::string& flag, const std::string& value) {
-  if (value == "auto") return best_isa();
-  for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
-    if (value != isa_name(isa)) continue;
-    if (!isa_supported(isa))
-      fail(flag, std::string("this CPU does not support ") + value + " (best supported: " +
-                     isa_name(best_isa()) + ")");
-    return isa;
-  }
-  fail(flag, "'" + value + "' is not one of scalar, avx2, avx512, auto");
 }
 
 const Kernels& kernels_for(Isa isa) {

@@ -7,7 +7,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <string>
 
 #include "kernels/kernels.h"
 
@@ -23,9 +22,6 @@ const char* isa_name(Isa isa);
 bool isa_supported(Isa isa);
 // The best supported ISA.
 Isa best_isa();
-// Parses "scalar", "avx2", "avx512" or "auto"; throws bf::Error naming `flag` otherwise.
-// "auto" gives best_isa(). A known but unsupported ISA throws a one-line error too.
-Isa parse_isa(const std::string& flag, const std::string& value);
 // The kernel table for a supported ISA.
 const Kernels& kernels_for(Isa isa);
 

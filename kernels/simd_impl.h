@@ -167,17 +167,6 @@ inline __m256i udot2(__m256i u1, __m256i s1, __m256i u2, __m256i s2) {
 #endif
 }
 
-// Q4_0, two rows per register: the 16 quant bytes of rows a and b in the two 128-bit lanes, low
-// nibbles (elements 0..15) against x[0..16) and high nibbles (16..31) against x[16..32) in both
-// lanes. Lane 0 of the result holds row a's 4 partial sums, lane 1 row b's.
-inline __m256i dot_q4_pair(const uint8_t* qa, const uint8_t* qb, __m256i xlo, __m256i xhi) {
-  const __m256i q = _mm256_inserti128_si256(
-      _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qa))),
-      _mm_loadu_si128(reinterpret_cast<const __m128i*>(qb)), 1);
-  const __m256i m = _mm256_set1_epi8(0x0f);
-  return udot2(_mm256_and_si256(q, m), xlo, _mm256_and_si256(_mm256_srli_epi16(q, 4), m), xhi);
-}
-
 // Every lane = the sum of v's 8 lanes.
 inline __m256i hsum_broadcast(__m256i v) {
   v = _mm256_add_epi32(v, _mm256_permute2x128_si256(v, v, 1));

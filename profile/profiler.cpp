@@ -1,26 +1,10 @@
 #include "profile/profiler.h"
 
-#include <chrono>
 #include <cinttypes>
-#include <thread>
 
-#include "engine/error.h"
-#include "profile/cycles.h"
+#include "kernels/cycles.h"
 
 namespace bf::prof {
-
-double cycles_per_second() {
-  static const double hz = [] {
-    using Clock = std::chrono::steady_clock;
-    const Clock::time_point t0 = Clock::now();
-    const uint64_t c0 = cycles();
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    const uint64_t c1 = cycles();
-    const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-    return secs > 0 && c1 > c0 ? double(c1 - c0) / secs : 1e9;
-  }();
-  return hz;
-}
 
 Profiler::Profiler(std::vector<std::string> site_names, std::vector<std::string> variant_names) {
   sites_.resize(site_names.size());
@@ -93,9 +77,7 @@ void Profiler::print(FILE* out, double wall_seconds) const {
   std::fputc('\n', out);
 }
 
-void Profiler::write_json(const std::string& path, double wall_seconds) const {
-  FILE* f = std::fopen(path.c_str(), "w");
-  if (!f) fail(path, "cannot write the profile");
+void Profiler::write_json(FILE* f, double wall_seconds) const {
   const double hz = cycles_per_second();
   std::fprintf(f, "{\n  \"tsc_hz\": %.0f,\n  \"wall_seconds\": %.6f,\n", hz, wall_seconds);
   std::fprintf(f, "  \"overhead_cycles_per_call\": %.1f,\n  \"sites\": [", overhead_cycles_per_call());
@@ -119,7 +101,6 @@ void Profiler::write_json(const std::string& path, double wall_seconds) const {
     std::fprintf(f, "}}");
   }
   std::fprintf(f, "\n  ]\n}\n");
-  if (std::fclose(f) != 0) fail(path, "cannot write the profile");
 }
 
 }  // namespace bf::prof

@@ -60,8 +60,8 @@ class Profiler {
   // `wall_seconds` is the time of the run being profiled (decode), used for the shares and the
   // bookkeeping overhead; 0 = unknown.
   void print(FILE* out, double wall_seconds) const;
-  // Throws bf::Error when the file cannot be written.
-  void write_json(const std::string& path, double wall_seconds) const;
+  // The same as JSON; the caller opens `out` (and checks that it can, before the run) and closes it.
+  void write_json(FILE* out, double wall_seconds) const;
 
  private:
   std::vector<SiteStats> sites_;

@@ -3,6 +3,7 @@
 (corrupt model and tokenizer files, absurd shapes, bad flags), each of which must give exit
 status 2 and exactly one stderr line naming the problem.
 usage: cli_test.py BAREFLOW SHARED_MODELS_DIR DERIVED_MODELS_DIR"""
+import json
 import os
 import re
 import struct
@@ -428,6 +429,53 @@ def test_memory_bounds():
     check("64 MiB vocabulary array: peak RSS under 200 MB", 0 < maxrss < 200 * 1024, f"{maxrss} KiB")
 
 
+# --profile-json is checked before the model is loaded: a directory, an unwritable path and an input
+# file (the model, the tokenizer, by name or by hard link) are refused at once, and leave the file
+# system as it was. The run still writes the JSON at the end.
+def test_profile_json():
+    model = os.path.join(SHARED, "stories260K.bin")
+    tok = os.path.join(SHARED, "tok512.bin")
+    d = os.path.join(TMP, "profile-json")
+    os.makedirs(d, exist_ok=True)
+    model_copy = write("profile-json/model.bin", shared_bytes("stories260K.bin"))
+    tok_copy = write("profile-json/tok512.bin", open(tok, "rb").read())  # also the one guessed beside model_copy
+    model_link = os.path.join(d, "model-link.bin")
+    os.link(model_copy, model_link)
+    gen = lambda m, out, *extra: ["generate", m, "-n", "8", "-t", "0", "--profile-json", out] + list(extra)
+    cases = [
+        ("a directory", gen(model, d, "-z", tok), d + ": Is a directory"),
+        ("under a missing directory", gen(model, "/nonexistent-dir/p.json", "-z", tok), "No such file or directory"),
+        ("under /proc", gen(model, "/proc/bareflow-profile.json", "-z", tok), "/proc/bareflow-profile.json: "),
+        ("the model itself", gen(model_copy, model_copy, "-z", tok), "is the model (" + model_copy + ")"),
+        ("a hard link to the model", gen(model_copy, model_link, "-z", tok), "is the model"),
+        ("the -z tokenizer", gen(model, tok_copy, "-z", tok_copy), "is the tokenizer (" + tok_copy + ")"),
+        ("the tokenizer found beside the model", gen(model_copy, tok_copy), "is the tokenizer (" + tok_copy + ")"),
+    ]
+    before = {p: open(p, "rb").read() for p in (model_copy, tok_copy)}
+    for name, args, fragment in cases:
+        r = run(args)
+        lines = r.stderr.decode(errors="replace").splitlines()
+        ok = r.returncode == 2 and len(lines) == 1 and fragment in lines[0] and r.stdout == b""
+        check(f"--profile-json {name} is refused before generating", ok,
+              f"exit {r.returncode}, stdout {r.stdout[:60]!r}, stderr {lines!r}, want {fragment!r}")
+    for p, data in before.items():
+        check(f"--profile-json leaves {os.path.basename(p)} unchanged", open(p, "rb").read() == data)
+    check("--profile-json under /proc creates nothing", not os.path.exists("/proc/bareflow-profile.json"))
+    # A failed run leaves no profile file behind; a good run replaces an existing file with the JSON.
+    out = os.path.join(d, "p.json")
+    r = run(gen("/nonexistent/model.bin", out))
+    check("--profile-json: a failed run leaves no file", r.returncode == 2 and not os.path.exists(out))
+    with open(out, "w") as f:
+        f.write("old contents " * 1000)
+    r = run(gen(model, out, "-z", tok))
+    try:
+        sites = json.load(open(out))["sites"]
+    except ValueError:
+        sites = []
+    check("--profile-json replaces an existing file with the profile", r.returncode == 0 and len(sites) > 0,
+          f"exit {r.returncode}, {open(out).read()[:80]!r}")
+
+
 def main():
     test_golden()
     test_info()
@@ -437,6 +485,7 @@ def main():
     test_truncated_while_running()
     test_escaped_strings()
     test_memory_bounds()
+    test_profile_json()
     print(f"{len(failures)} failures" if failures else "all CLI tests passed")
     sys.exit(1 if failures else 0)
 

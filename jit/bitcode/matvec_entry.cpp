@@ -8,7 +8,7 @@
 // the group size, the block counts and every loop bound: the same kernels the AOT build ships, each
 // specialized to one site's shape and this CPU. Both paths are bit-identical to the reference (the
 // SIMD one by construction, see simd_impl.h), so the JIT never changes an output.
-#include "kernels/reference.cpp"
+#include "kernels/reference_impl.h"
 
 // simd_impl.h's headers first, so that the target pragmas below apply to its kernels only.
 #include <immintrin.h>

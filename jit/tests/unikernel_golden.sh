@@ -12,7 +12,7 @@ command -v qemu-system-x86_64 >/dev/null 2>&1 || { echo "SKIP: no qemu-system-x8
 out=$(timeout 600 "$bin" boot --kernel "$kdir" --timeout 580 -- generate "$models/stories260K.bin" \
   -z "$models/tok512.bin" -t 0 -n 200 -i "Once upon a time" -T 1 --jit=tiered --trace-jit 2>"${TMPDIR:-/tmp}/bf-jit-boot.$$")
 status=$?
-golden=$(/usr/bin/python3 "$here/../../tests/tools/golden_text.py")
+golden=$("$BF_PYTHON" "$here/../../tests/tools/golden_text.py")
 # The AOT kernels print the same text: the trace must show promotions (none rejected or failed).
 if [ "$status" = 0 ] && [ "$out" = "$golden" ] && sh "$here/check_trace.sh" "${TMPDIR:-/tmp}/bf-jit-boot.$$" promoted; then
   rm -f "${TMPDIR:-/tmp}/bf-jit-boot.$$"

@@ -25,7 +25,7 @@
 #include "jit/runtime.h"
 #include "profile/site_profiler.h"
 #include "kernels/dispatch.h"
-#include "profile/cycles.h"
+#include "kernels/cycles.h"
 
 namespace {
 

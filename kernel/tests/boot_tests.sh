@@ -5,7 +5,7 @@
 set -u
 case_name=$1 bfboot=$2 guest=$3 kdir=$4 bareflow=${5:-} models=${6:-}
 tmp=$(mktemp -d /tmp/bf-boot-test-XXXXXX)
-/usr/bin/python3 "$(dirname "$0")/../../tests/tools/golden_text.py" > "$tmp/golden"
+"$BF_PYTHON" "$(dirname "$0")/../../tests/tools/golden_text.py" > "$tmp/golden"
 trap 'rm -rf "$tmp"' EXIT
 T=120
 

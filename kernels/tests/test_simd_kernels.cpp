@@ -11,7 +11,6 @@
 #include <string>
 #include <vector>
 
-#include "engine/error.h"
 #include "kernels/dispatch.h"
 #include "kernels/tests/random_matrix.h"
 
@@ -154,24 +153,9 @@ TEST_P(SimdKernels, StreamSumWithinTolerance) {
 INSTANTIATE_TEST_SUITE_P(Isa, SimdKernels, ::testing::ValuesIn(kSimdIsas),
                          [](const auto& info) { return std::string(isa_name(info.param)); });
 
-TEST(Dispatch, BestIsaIsSupportedAndAutoPicksIt) {
+TEST(Dispatch, BestIsaIsSupported) {
   EXPECT_TRUE(isa_supported(best_isa()));
-  EXPECT_EQ(parse_isa("--isa", "auto"), best_isa());
-  EXPECT_EQ(parse_isa("--isa", "scalar"), Isa::Scalar);
   EXPECT_STREQ(kernels_for(Isa::Scalar).name, "scalar");
-}
-
-TEST(Dispatch, UnknownOrUnsupportedIsaIsOneClearError) {
-  EXPECT_THROW(parse_isa("--isa", "sse9"), Error);
-  for (Isa isa : kSimdIsas) {
-    if (isa_supported(isa)) continue;
-    try {
-      parse_isa("--isa", isa_name(isa));
-      FAIL() << "accepted unsupported " << isa_name(isa);
-    } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find("does not support"), std::string::npos) << e.what();
-    }
-  }
 }
 
 }  // namespace

@@ -8,7 +8,7 @@
 
 #include "engine/model.h"
 #include "engine/transformer.h"
-#include "profile/cycles.h"
+#include "kernels/cycles.h"
 #include "profile/profiler.h"
 #include "profile/site_profiler.h"
 
@@ -48,7 +48,10 @@ TEST(Profiler, WritesJson) {
   Profiler p({"wq"}, kTiers);
   p.record(0, 1000, 4096, 16384, kO3);
   const std::string path = ::testing::TempDir() + "/profile.json";
-  p.write_json(path, 0.5);
+  FILE* f = std::fopen(path.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  p.write_json(f, 0.5);
+  ASSERT_EQ(std::fclose(f), 0);
   std::ifstream in(path);
   std::stringstream ss;
   ss << in.rdbuf();

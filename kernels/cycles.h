@@ -1,5 +1,6 @@
-// The time base of the profiler and the JIT's tier counters: the CPU's time-stamp counter.
-// Header-only so that the forward pass can stamp calls without a function call.
+// The time base of the forward pass's call stamps, the profiler and the JIT's tier counters: the
+// CPU's time-stamp counter. In kernels/, the bottom layer, so that every layer above can use it.
+// Inline so that the forward pass can stamp calls without a function call.
 #pragma once
 
 #include <cstdint>
