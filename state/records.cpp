@@ -17,15 +17,22 @@ namespace {
 constexpr uint32_t kModelStateVersion = 1;
 constexpr uint32_t kRunVersion = 1;
 
+// Each record's fields are listed once (fields() below) and walked by both of these: the writer
+// and the reader cannot disagree on the layout.
 class Writer {
  public:
-  void u8(uint8_t v) { out_.push_back(v); }
-  void u32(uint32_t v) { raw(&v, sizeof v); }
-  void u64(uint64_t v) { raw(&v, sizeof v); }
-  void f64(double v) { raw(&v, sizeof v); }
-  void str(const std::string& s) {
-    u32(uint32_t(s.size()));
+  void operator()(uint32_t v) { raw(&v, sizeof v); }
+  void operator()(uint64_t v) { raw(&v, sizeof v); }
+  void operator()(double v) { raw(&v, sizeof v); }
+  void operator()(bool v) { out_.push_back(v ? 1 : 0); }
+  void operator()(const std::string& s) {
+    (*this)(uint32_t(s.size()));
     raw(s.data(), s.size());
+  }
+  template <class T, class F>
+  void list(const std::vector<T>& items, size_t, F each) {
+    (*this)(uint32_t(items.size()));
+    for (const T& i : items) each(i);
   }
   std::vector<uint8_t> take() { return std::move(out_); }
 
@@ -40,41 +47,34 @@ class Writer {
 class Reader {
  public:
   Reader(const std::vector<uint8_t>& v, const std::string& where) : v_(v), where_(where) {}
-  uint8_t u8() {
-    uint8_t v;
-    raw(&v, 1);
-    return v;
+  void operator()(uint32_t& v) { raw(&v, sizeof v); }
+  void operator()(uint64_t& v) { raw(&v, sizeof v); }
+  void operator()(double& v) { raw(&v, sizeof v); }
+  void operator()(bool& v) {
+    uint8_t b;
+    raw(&b, 1);
+    if (b > 1) fail(where_, "record damaged (a flag is neither 0 nor 1)");
+    v = b;
   }
-  uint32_t u32() {
-    uint32_t v;
-    raw(&v, sizeof v);
-    return v;
-  }
-  uint64_t u64() {
-    uint64_t v;
-    raw(&v, sizeof v);
-    return v;
-  }
-  double f64() {
-    double v;
-    raw(&v, sizeof v);
-    return v;
-  }
-  std::string str() {
-    const uint32_t n = u32();
+  void operator()(std::string& s) {
+    uint32_t n;
+    (*this)(n);
     if (n > v_.size() - at_) fail(where_, "record damaged (a string runs past its end)");
-    std::string s(reinterpret_cast<const char*>(v_.data() + at_), n);
+    s.assign(reinterpret_cast<const char*>(v_.data() + at_), n);
     at_ += n;
-    return s;
   }
-  // Bounds a count read from the record by the bytes left (each item takes >= `min_bytes`).
-  uint32_t count(size_t min_bytes) {
-    const uint32_t n = u32();
+  // The count is bounded by the bytes left (each item takes at least `min_bytes`).
+  template <class T, class F>
+  void list(std::vector<T>& items, size_t min_bytes, F each) {
+    uint32_t n;
+    (*this)(n);
     if (uint64_t(n) * min_bytes > v_.size() - at_) fail(where_, "record damaged (a count exceeds its bytes)");
-    return n;
+    items.resize(n);
+    for (T& i : items) each(i);
   }
   void version(uint32_t want) {
-    const uint32_t v = u32();
+    uint32_t v;
+    (*this)(v);
     if (v != want) fail(where_, "record of version " + std::to_string(v) + ", this build reads " + std::to_string(want));
   }
   void end() {
@@ -91,6 +91,36 @@ class Reader {
   const std::string& where_;
   size_t at_ = 0;
 };
+
+template <class IO, class M>
+void fields(IO& io, M& m, const ModelState*) {
+  io(m.description), io(m.file_name), io(m.runs), io(m.stable_runs), io(m.moving);
+  io.list(m.sites, 4 + 8 + 8 + 4 + 4, [&](auto& s) { io(s.name), io(s.calls), io(s.cycles), io(s.tier), io(s.spec); });
+}
+
+template <class IO, class R>
+void fields(IO& io, R& r, const RunRecord*) {
+  io(r.run), io(r.model), io(r.compiles), io(r.loaded), io(r.time_to_first_token_s), io(r.time_to_top_tier_s);
+  io(r.decode_tok_s), io(r.compile_ms), io(r.converged), io(r.state_bytes);
+}
+
+template <class T>
+std::vector<uint8_t> encode_record(const T& x, uint32_t version) {
+  Writer w;
+  w(version);
+  fields(w, x, static_cast<const T*>(nullptr));
+  return w.take();
+}
+
+template <class T>
+T decode_record(const std::vector<uint8_t>& v, const std::string& where, uint32_t version) {
+  Reader r(v, where);
+  r.version(version);
+  T x;
+  fields(r, x, static_cast<const T*>(nullptr));
+  r.end();
+  return x;
+}
 
 uint64_t fnv1a(const std::string& s) {
   uint64_t h = 0xcbf29ce484222325ull;
@@ -183,79 +213,13 @@ std::string run_key(const std::string& hash, uint64_t run) {
 }
 std::string variant_prefix(const std::string& hash) { return "variant/" + hash + "/"; }
 
-std::vector<uint8_t> encode(const ModelState& m) {
-  Writer w;
-  w.u32(kModelStateVersion);
-  w.str(m.description);
-  w.str(m.file_name);
-  w.u64(m.runs);
-  w.u32(m.stable_runs);
-  w.str(m.moving);
-  w.u32(uint32_t(m.sites.size()));
-  for (const SiteRecord& s : m.sites) {
-    w.str(s.name);
-    w.u64(s.calls);
-    w.u64(s.cycles);
-    w.str(s.tier);
-    w.str(s.spec);
-  }
-  return w.take();
-}
-
+std::vector<uint8_t> encode(const ModelState& m) { return encode_record(m, kModelStateVersion); }
+std::vector<uint8_t> encode(const RunRecord& r) { return encode_record(r, kRunVersion); }
 ModelState decode_model_state(const std::vector<uint8_t>& v, const std::string& where) {
-  Reader r(v, where);
-  r.version(kModelStateVersion);
-  ModelState m;
-  m.description = r.str();
-  m.file_name = r.str();
-  m.runs = r.u64();
-  m.stable_runs = r.u32();
-  m.moving = r.str();
-  const uint32_t n = r.count(4 + 8 + 8 + 4 + 4);
-  m.sites.resize(n);
-  for (SiteRecord& s : m.sites) {
-    s.name = r.str();
-    s.calls = r.u64();
-    s.cycles = r.u64();
-    s.tier = r.str();
-    s.spec = r.str();
-  }
-  r.end();
-  return m;
+  return decode_record<ModelState>(v, where, kModelStateVersion);
 }
-
-std::vector<uint8_t> encode(const RunRecord& x) {
-  Writer w;
-  w.u32(kRunVersion);
-  w.u64(x.run);
-  w.str(x.model);
-  w.u64(x.compiles);
-  w.u64(x.loaded);
-  w.f64(x.time_to_first_token_s);
-  w.f64(x.time_to_top_tier_s);
-  w.f64(x.decode_tok_s);
-  w.f64(x.compile_ms);
-  w.u8(x.converged);
-  w.u64(x.state_bytes);
-  return w.take();
-}
-
 RunRecord decode_run(const std::vector<uint8_t>& v, const std::string& where) {
-  Reader r(v, where);
-  r.version(kRunVersion);
-  RunRecord x;
-  x.run = r.u64();
-  x.model = r.str();
-  x.compiles = r.u64();
-  x.loaded = r.u64();
-  x.time_to_first_token_s = r.f64();
-  x.time_to_top_tier_s = r.f64();
-  x.decode_tok_s = r.f64();
-  x.compile_ms = r.f64();
-  x.converged = r.u8() != 0;
-  x.state_bytes = r.u64();
-  r.end();
-  return x;
+  return decode_record<RunRecord>(v, where, kRunVersion);
 }
 
 std::string default_state_path() {

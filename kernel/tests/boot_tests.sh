@@ -50,18 +50,15 @@ case $case_name in
     expect_log "cr2=0x0"
     expect_log "user stack trace:"
     expect_log " main+0x" ;;
-  int3)
-    boot --app "$guest" -- int3
-    expect_status 133
-    expect_log "application fault: breakpoint (vector 3)" ;;
-  ud2)
-    boot --app "$guest" -- ud2
-    expect_status 132
-    expect_log "application fault: invalid opcode (vector 6)" ;;
-  div0)
-    boot --app "$guest" -- div0
-    expect_status 136
-    expect_log "application fault: divide error (vector 0)" ;;
+  int3|ud2|div0)  # the CPU exception, the signal Linux would send (128 + SIGTRAP, SIGILL, SIGFPE)
+    case "$case_name" in
+      int3) want=133 fault="breakpoint (vector 3)" ;;
+      ud2) want=132 fault="invalid opcode (vector 6)" ;;
+      *) want=136 fault="divide error (vector 0)" ;;
+    esac
+    boot --app "$guest" -- "$case_name"
+    expect_status "$want"
+    expect_log "application fault: $fault" ;;
   efault)
     boot --app "$guest" -- efault
     expect_status 0
