@@ -69,36 +69,23 @@ std::vector<ModelView> read_models(const state::Store& s, std::vector<std::strin
   return out;
 }
 
-std::string json_str(const std::string& s) {
-  std::string o = "\"";
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') o += '\\', o += char(c);
-    else if (c < 0x20) {
-      char b[8];
-      std::snprintf(b, sizeof b, "\\u%04x", c);
-      o += b;
-    } else o += char(c);
-  }
-  return o + "\"";
-}
-
 int show(const state::Store& s, bool json) {
   std::vector<std::string> problems;
   const std::vector<ModelView> models = read_models(s, &problems);
   if (json) {
-    std::printf("{\"state\": %s, \"generation\": %" PRIu64 ", \"bytes\": %" PRIu64 ", \"models\": [", json_str(s.path()).c_str(),
+    std::printf("{\"state\": %s, \"generation\": %" PRIu64 ", \"bytes\": %" PRIu64 ", \"models\": [", state::json_string(s.path()).c_str(),
                 s.generation(), s.file_bytes());
     for (size_t i = 0; i < models.size(); i++) {
       const ModelView& v = models[i];
       std::printf("%s{\"hash\": \"%s\", \"model\": %s, \"runs\": %" PRIu64 ", \"converged\": %s, \"moving\": %s, "
                   "\"variants\": %zu, \"variant_bytes\": %" PRIu64 ", \"sites\": [",
-                  i ? ", " : "", v.hash.c_str(), json_str(v.m.file_name).c_str(), v.m.runs,
-                  state::converged(v.m) ? "true" : "false", json_str(v.m.moving).c_str(), v.variants, v.variant_bytes);
+                  i ? ", " : "", v.hash.c_str(), state::json_string(v.m.file_name).c_str(), v.m.runs,
+                  state::converged(v.m) ? "true" : "false", state::json_string(v.m.moving).c_str(), v.variants, v.variant_bytes);
       for (size_t j = 0; j < v.m.sites.size(); j++) {
         const state::SiteRecord& r = v.m.sites[j];
         std::printf("%s{\"site\": %s, \"tier\": %s, \"calls\": %" PRIu64 ", \"cycles\": %" PRIu64 ", \"spec\": %s}",
-                    j ? ", " : "", json_str(r.name).c_str(), json_str(r.tier).c_str(), r.calls, r.cycles,
-                    json_str(r.spec).c_str());
+                    j ? ", " : "", state::json_string(r.name).c_str(), state::json_string(r.tier).c_str(), r.calls, r.cycles,
+                    state::json_string(r.spec).c_str());
       }
       std::printf("]}");
     }

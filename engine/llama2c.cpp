@@ -59,6 +59,12 @@ int32_t read_i32(const uint8_t* p) {
   return v;
 }
 
+// The seven int32 fields both headers hold, in run.c's Config order (v0 at 0, ak42 at 8).
+void read_config(const uint8_t* p, Config& c) {
+  int* const fields[] = {&c.dim, &c.hidden_dim, &c.n_layers, &c.n_heads, &c.n_kv_heads, &c.vocab_size, &c.seq_len};
+  for (int* f : fields) *f = read_i32(p), p += 4;
+}
+
 // The header: format, version, config; returns the header size. `shared_classifier` and `group`
 // (v2's quantization group, 0 for fp32) come from it too.
 size_t read_header(Model& model, bool& shared_classifier, int& group) {
@@ -75,13 +81,7 @@ size_t read_header(Model& model, bool& shared_classifier, int& group) {
                            " (supported: 1 fp32, 2 Q8_0)");
     model.format = version == 1 ? ModelFormat::Llama2cV1 : ModelFormat::Llama2cV2;
     model.format_version = version;
-    c.dim = read_i32(p + 8);
-    c.hidden_dim = read_i32(p + 12);
-    c.n_layers = read_i32(p + 16);
-    c.n_heads = read_i32(p + 20);
-    c.n_kv_heads = read_i32(p + 24);
-    c.vocab_size = read_i32(p + 28);
-    c.seq_len = read_i32(p + 32);
+    read_config(p + 8, c);
     const uint8_t shared = p[36];
     if (shared > 1) fail(model.path, "shared_classifier flag is " + std::to_string(shared) + ", not 0 or 1");
     shared_classifier = shared == 1;
@@ -98,13 +98,7 @@ size_t read_header(Model& model, bool& shared_classifier, int& group) {
     fail(model.path, "unrecognized model file: too short for any supported format (" +
                          std::to_string(size) + " bytes)");
   model.format = ModelFormat::Llama2cV0;
-  c.dim = read_i32(p + 0);
-  c.hidden_dim = read_i32(p + 4);
-  c.n_layers = read_i32(p + 8);
-  c.n_heads = read_i32(p + 12);
-  c.n_kv_heads = read_i32(p + 16);
-  c.vocab_size = read_i32(p + 20);
-  c.seq_len = read_i32(p + 24);
+  read_config(p, c);
   // run.c's convention: a negative vocab size means the classifier is stored separately.
   shared_classifier = c.vocab_size > 0;
   if (c.vocab_size < 0 && c.vocab_size != INT32_MIN) c.vocab_size = -c.vocab_size;

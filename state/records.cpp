@@ -128,6 +128,8 @@ uint64_t fnv1a(const std::string& s) {
   return h;
 }
 
+}  // namespace
+
 std::string json_string(const std::string& s) {
   std::string out = "\"";
   for (unsigned char c : s) {
@@ -144,8 +146,6 @@ std::string json_string(const std::string& s) {
   }
   return out + "\"";
 }
-
-}  // namespace
 
 ModelIdentity model_identity(const Model& m) {
   const Config& c = m.config;

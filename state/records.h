@@ -64,6 +64,8 @@ struct RunRecord {
   uint64_t state_bytes = 0;
 };
 std::string run_json(const RunRecord& r);
+// `s` as a JSON string literal (quotes, backslashes and control bytes escaped).
+std::string json_string(const std::string& s);
 
 // Store keys: "model/<hash>", "run/<hash>/<run, 10 digits>" (report order), "variant/<hash>/...".
 std::string model_key(const std::string& hash);

@@ -199,12 +199,9 @@ enum class SlotState : uint8_t { Blank, Damaged, Newer, Valid };
 
 SlotState read_slot(const Store::Io& io, int slot, Superblock& s) {
   std::memset(&s, 0, sizeof s);
-  if (!io.read(uint64_t(slot) * kSlotBytes, &s, sizeof s)) {
-    // A short slot: blank if it holds only zeros (a file cut inside the header region).
-    const uint8_t* b = reinterpret_cast<const uint8_t*>(&s);
-    return std::all_of(b, b + sizeof s, [](uint8_t c) { return c == 0; }) ? SlotState::Blank : SlotState::Damaged;
-  }
-  if (std::memcmp(s.magic, kMagic, sizeof kMagic) != 0) {
+  const bool whole = io.read(uint64_t(slot) * kSlotBytes, &s, sizeof s);
+  if (!whole || std::memcmp(s.magic, kMagic, sizeof kMagic) != 0) {
+    // Only zeros (also a file cut inside the header region): blank; anything else: not a slot.
     const uint8_t* b = reinterpret_cast<const uint8_t*>(&s);
     return std::all_of(b, b + sizeof s, [](uint8_t c) { return c == 0; }) ? SlotState::Blank : SlotState::Damaged;
   }
