@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -28,6 +29,9 @@
 #include "kernels/dispatch.h"
 #include "jit/attach.h"
 #include "profile/site_profiler.h"
+#include "state/model_store.h"
+#include "state/records.h"
+#include "state/store.h"
 
 namespace bf::cli {
 namespace {
@@ -48,7 +52,12 @@ const char kUsage[] =
     "  --isa[=]ISA                 kernels: scalar, avx2, avx512 or auto (default: auto = best supported)\n"
     "  --no-prefill                feed the prompt token by token instead of as one batch\n"
     "  --profile                   print per-call-site cycle counters at exit (stderr)\n"
-    "  --profile-json FILE         write them as JSON\n";
+    "  --profile-json FILE         write them as JSON\n"
+    "  --state FILE                the persistent store: profiles and compiled code kept across runs\n"
+    "                              (default: $BAREFLOW_STATE, else $XDG_CACHE_HOME/bareflow/state.bfs,\n"
+    "                              else ~/.cache/bareflow/state.bfs); with one, --jit=tiered is the default\n"
+    "  --no-state                  neither read nor write the store (the JIT then defaults to off)\n"
+    "  --state-max SIZE            bound the store (bytes, or with K, M, G; default 64M): oldest records go\n";
 const char kUsageEnd[] =
     "  -h, --help\n"
     "Text streams to stdout; prefill and decode tok/s go to stderr.\n";
@@ -148,7 +157,26 @@ struct Flags {
   Isa isa = best_isa();
   bool prefill = true;
   jit::Options jit;
+  bool jit_given = false;  // a --jit=MODE flag: the store does not choose the policy then
+  std::string state_path = state::default_state_path();
+  bool use_state = true;
+  uint64_t state_max = state::Options{}.max_bytes;
 };
+
+// "64M", "1G", "500000": bytes.
+uint64_t parse_size(const std::string& flag, std::string v) {
+  uint64_t mult = 1;
+  if (!v.empty()) {
+    const char u = v.back();
+    if (u == 'K' || u == 'k') mult = 1ull << 10;
+    if (u == 'M' || u == 'm') mult = 1ull << 20;
+    if (u == 'G' || u == 'g') mult = 1ull << 30;
+    if (mult != 1) v.pop_back();
+  }
+  const uint64_t n = parse_u64(flag, v);
+  if (n == 0 || n > (1ull << 40) / mult) fail(flag, "'" + v + "' is not a size between 1 byte and 1T");
+  return n * mult;
+}
 
 // False when --help was printed.
 bool parse_flags(int argc, char** argv, Flags& g) {
@@ -188,7 +216,16 @@ bool parse_flags(int argc, char** argv, Flags& g) {
       g.profile = true;
     } else if (f == "--profile-json") {
       g.profile_json = a.value(f);
+    } else if (f == "--state") {
+      g.state_path = a.value(f);
+      if (g.state_path.empty()) fail(f, "needs a file name");
+      g.use_state = true;
+    } else if (f == "--no-state") {
+      g.use_state = false;
+    } else if (f == "--state-max") {
+      g.state_max = parse_size(f, a.value(f));
     } else if (parse_jit_flag(f, a, &g.jit)) {
+      if (f == "--jit" || f.rfind("--jit=", 0) == 0) g.jit_given = true;
     } else if (!f.empty() && f[0] == '-') {
       fail(f, "unknown flag (see bareflow generate --help)");
     } else if (g.model_path.empty()) {
@@ -208,8 +245,14 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 
 // run.c's loop: the prompt (as one batch unless --no-prefill), then sampling, each piece streamed to
 // stdout as it is decoded; the tok/s lines go to stderr.
-void generate(Transformer& transformer, const Model& model, const Tokenizer& tokenizer, Sampler& sampler,
-              const std::vector<int>& tokens, int steps, bool prefill) {
+struct Timings {
+  double first_token_s = 0;  // from `start` until the first generated piece was written
+  double decode_tok_s = 0;   // after the first step, as printed
+};
+
+Timings generate(Transformer& transformer, const Model& model, const Tokenizer& tokenizer, Sampler& sampler,
+                 const std::vector<int>& tokens, int steps, bool prefill, Clock::time_point run_start) {
+  Timings timings;
   Clock::time_point start;
   const Clock::time_point loop_start = Clock::now();
   int token = tokens[0];
@@ -233,6 +276,7 @@ void generate(Transformer& transformer, const Model& model, const Tokenizer& tok
     const std::string piece = tokenizer.decode(token, next);
     std::fwrite(piece.data(), 1, piece.size(), stdout);
     std::fflush(stdout);
+    if (timings.first_token_s == 0 && pos >= int(tokens.size())) timings.first_token_s = seconds_since(run_start);
     token = next;
     if (pos == first_timed) start = Clock::now();  // the first step includes warm-up; skip it, as run.c does
   }
@@ -240,13 +284,32 @@ void generate(Transformer& transformer, const Model& model, const Tokenizer& tok
   std::fflush(stdout);
   if (pos > first_timed) {
     const double secs = seconds_since(start);
-    std::fprintf(stderr, "achieved tok/s: %f\n", secs > 0 ? double(pos - first_timed) / secs : 0.0);
+    timings.decode_tok_s = secs > 0 ? double(pos - first_timed) / secs : 0.0;
+    std::fprintf(stderr, "achieved tok/s: %f\n", timings.decode_tok_s);
   }
+  return timings;
+}
+
+// The store named by the flags, opened (created) for this run; null with --no-state or when no
+// path is known. A store that cannot be used is refused with one line, as any bad input.
+std::unique_ptr<state::Store> open_state(const Flags& g) {
+  if (!g.use_state || g.state_path.empty()) return nullptr;
+  state::make_parent_dirs(g.state_path);
+  state::Options o{.max_bytes = g.state_max, .fault = state::fault_plan_from_env()};
+  auto s = std::make_unique<state::Store>(state::Store::open(g.state_path, o));
+  for (const std::string& p : s->problems()) std::fprintf(stderr, "bareflow: state: %s\n", p.c_str());
+  return s;
+}
+
+std::string file_name_of(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
 }  // namespace
 
 int cmd_generate(int argc, char** argv) {
+  const Clock::time_point run_start = Clock::now();
   Flags g;
   if (!parse_flags(argc, argv, g)) return 0;
   std::unique_ptr<OutputFile> profile_json;
@@ -276,12 +339,35 @@ int cmd_generate(int argc, char** argv) {
     profiler = std::make_unique<prof::SiteProfiler>();
     transformer.set_matvec_observer(profiler.get());
   }
+  const std::unique_ptr<state::Store> store = open_state(g);
+  std::unique_ptr<state::ModelStore> model_store;
+  if (store) {
+    model_store = std::make_unique<state::ModelStore>(*store, state::model_identity(*model), stderr);
+    // The store makes the JIT pay: from the second run on, nothing is compiled.
+    if (!g.jit_given && jit::available()) g.jit.policy = jit::Policy::Tiered;
+    g.jit.cache = model_store.get();
+  }
   const std::unique_ptr<jit::Session> jit_session = jit::attach(transformer, g.jit, profiler.get());
-  const Clock::time_point run_start = Clock::now();
-  generate(transformer, *model, tokenizer, sampler, tokens, int(g.steps), g.prefill);
+  const Clock::time_point generate_start = Clock::now();
+  const Timings timings = generate(transformer, *model, tokenizer, sampler, tokens, int(g.steps), g.prefill, run_start);
   if (jit_session) jit_session->finish(stderr);
+  if (model_store) {
+    state::RunRecord r{.compiles = jit_session ? jit_session->compiles() : 0,
+                       .loaded = jit_session ? jit_session->loaded() : 0,
+                       .time_to_first_token_s = timings.first_token_s,
+                       .time_to_top_tier_s = jit_session ? jit_session->time_to_top_s() : -1,
+                       .decode_tok_s = timings.decode_tok_s,
+                       .compile_ms = jit_session ? jit_session->compile_ms() : 0};
+    const std::vector<jit::UnitOutcome> units = jit_session ? jit_session->outcomes() : std::vector<jit::UnitOutcome>{};
+    r = model_store->record(units, r, file_name_of(g.model_path));
+    if (g.jit.trace)
+      std::fprintf(stderr, "state: %s: run %" PRIu64 ", %" PRIu64 " compiles, %" PRIu64 " loaded, %s\n",
+                   store->path().c_str(), r.run, r.compiles, r.loaded,
+                   r.converged ? "converged" : model_store->model().moving.empty() ? "not yet converged"
+                                                                                   : model_store->model().moving.c_str());
+  }
   if (profiler) {
-    const double run_secs = seconds_since(run_start);
+    const double run_secs = seconds_since(generate_start);
     if (g.profile) profiler->profiler().print(stderr, run_secs);
     if (profile_json) profile_json->write([&](FILE* f) { profiler->profiler().write_json(f, run_secs); });
   }

@@ -42,8 +42,10 @@ class MatvecObserver {
  public:
   virtual void on_matvec(Site s, MatvecFn fn, float* out, const Matrix& W, const float* x,
                          const QuantizedVector* xq, uint64_t cycles) = 0;
-  // A fused group ran in one pass (only once a fused kernel is installed). W: the group's matrices.
-  virtual void on_fused(Fusion f, FusedFn fn, const Matrix* const* W, uint64_t cycles) = 0;
+  // A fused group ran in one pass (only once a fused kernel is installed). W: the group's matrices;
+  // out, x, xq: as FusedFn's (the outputs may still be corrected: nothing has read them yet).
+  virtual void on_fused(Fusion f, FusedFn fn, float* const* out, const Matrix* const* W, const float* x,
+                        const QuantizedVector* xq, uint64_t cycles) = 0;
 
  protected:
   ~MatvecObserver() = default;

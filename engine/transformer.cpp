@@ -160,7 +160,7 @@ void Transformer::fused_matvec(Fusion f, FusedFn fn, float* const* out, const Ma
   const QuantizedVector* xqp = quantized ? &xq : nullptr;
   const uint64_t t0 = observer_ ? prof::cycles() : 0;
   for_row_chunks(rows, [&](int64_t r0, int64_t r1) { fn(out, W, x, xqp, r0, r1); });
-  if (observer_) observer_->on_fused(f, fn, W, prof::cycles() - t0);
+  if (observer_) observer_->on_fused(f, fn, out, W, x, xqp, prof::cycles() - t0);
 }
 
 void Transformer::attention_projections(size_t l, float* q, float* k, float* v) {

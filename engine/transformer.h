@@ -22,6 +22,9 @@ class Transformer {
 
   // Replaces the matvec kernel of one call site; safe while another thread runs forward().
   void set_site_kernel(Site s, MatvecFn fn) { site_kernel_[size_t(s)].store(fn, std::memory_order_release); }
+  MatvecFn site_kernel(Site s) const { return site_kernel_[size_t(s)].load(std::memory_order_acquire); }
+  // The kernels this transformer was built with (the AOT ones the JIT's variants must equal).
+  const Kernels& kernels() const { return k_; }
   // The matrix a site multiplies by in `layer` (the classifier: the one classifier).
   const Matrix& site_matrix(Site s, size_t layer = 0) const;
   // Runs the group in one pass from the next forward() on (null: separate matvecs again); safe

@@ -37,6 +37,9 @@ class RuntimeSession final : public Session {
   void drain() override { r_->drain(); }
   double time_to_top_s() const override { return r_->time_to_top_s(); }
   double compile_ms() const override { return r_->compile_ms(); }
+  uint64_t compiles() const override { return r_->compiles(); }
+  uint64_t loaded() const override { return r_->loaded(); }
+  std::vector<UnitOutcome> outcomes() const override { return r_->outcomes(); }
 
  private:
   Transformer& t_;

@@ -5,8 +5,10 @@
 
 #include <cstdio>
 #include <memory>
+#include <vector>
 
 #include "engine/transformer.h"
+#include "jit/code_cache.h"
 #include "jit/options.h"
 #include "profile/site_profiler.h"
 
@@ -28,6 +30,11 @@ class Session {
   virtual double time_to_top_s() const { return -1; }
   // Milliseconds spent compiling so far.
   virtual double compile_ms() const { return 0; }
+  // Compiles run so far; variants installed from Options::cache.
+  virtual uint64_t compiles() const { return 0; }
+  virtual uint64_t loaded() const { return 0; }
+  // Every site and fused group as it stands (after drain()): what the persistent store records.
+  virtual std::vector<UnitOutcome> outcomes() const { return {}; }
 };
 
 // Starts the JIT on `t` (`t` must outlive the session). Null when o.policy is Off without

@@ -7,10 +7,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <string_view>
 #include <utility>
 
+#include "engine/build_id.h"
 #include "llvm/Bitcode/BitcodeReader.h"
+#include "llvm/Config/llvm-config.h"
 #include "llvm/ExecutionEngine/ExecutionEngine.h"
 #include "llvm/ExecutionEngine/GenericValue.h"
 #include "llvm/ExecutionEngine/Interpreter.h"  // links the interpreter in
@@ -117,6 +120,24 @@ void allow_reassociation(Module& M) {
       }
 }
 
+// Whether `features` holds every "+feature" of a comma-separated list.
+bool has_all(const std::string& features, std::string_view list) {
+  for (size_t i = 0; i < list.size();) {
+    const size_t end = std::min(list.find(',', i), list.size());
+    const std::string_view f = list.substr(i, end - i);
+    if (!f.empty() && f[0] == '+' && (features + ",").find(std::string(f) + ",") == std::string::npos) return false;
+    i = end + 1;
+  }
+  return true;
+}
+
+// The kernels this host runs, as the AOT build dispatches them (kernels/dispatch.cpp); the
+// interpreter runs scalar IR only.
+const char* kernel_family(const std::string& features, bool interp) {
+  if (interp || !has_all(features, "+avx2,+fma,+f16c")) return "reference";
+  return has_all(features, "+avx512f,+avx512bw,+avx512vl,+avx512dq,+avx512vnni") ? "avx512" : "avx2";
+}
+
 Expected<std::unique_ptr<Module>> specialize(LLVMContext& ctx, const Spec& spec, const std::string& name,
                                              bool reassoc, bool miscompile, bool interp, const std::string& cpu,
                                              const std::string& features, const char** family_out) {
@@ -126,21 +147,9 @@ Expected<std::unique_ptr<Module>> specialize(LLVMContext& ctx, const Spec& spec,
   Expected<std::unique_ptr<Module>> m = parseBitcodeFile(buf->getMemBufferRef(), ctx);
   if (!m) return m.takeError();
   Module& M = **m;
-  const auto host_has = [&](std::string_view list) {  // every "+feature" of a comma-separated list
-    for (size_t i = 0; i < list.size();) {
-      const size_t end = std::min(list.find(',', i), list.size());
-      const std::string_view f = list.substr(i, end - i);
-      if (!f.empty() && f[0] == '+' && (features + ",").find(std::string(f) + ",") == std::string::npos) return false;
-      i = end + 1;
-    }
-    return true;
-  };
-  // The SIMD kernels of kernels/simd_impl.h, as the AOT build dispatches them (kernels/dispatch.cpp).
-  // The kernels this host runs, as the AOT build dispatches them (kernels/dispatch.cpp).
-  std::string family = "reference";  // the interpreter runs scalar IR only
-  if (!interp && host_has("+avx2,+fma,+f16c")) family = "avx2";
-  if (!interp && host_has("+avx2,+fma,+f16c,+avx512f,+avx512bw,+avx512vl,+avx512dq,+avx512vnni")) family = "avx512";
-  if (family_out) *family_out = family == "reference" ? "reference" : family == "avx2" ? "avx2" : "avx512";
+  const auto host_has = [&](std::string_view list) { return has_all(features, list); };
+  const std::string family = kernel_family(features, interp);
+  if (family_out) *family_out = kernel_family(features, interp);
   const std::string kind = !spec.fused ? "matvec" : spec.fusion == Fusion::Qkv ? "qkv" : "w13";
   const std::string wanted = "bf_jit_" + kind + "_" + family;
   const std::pair<const char*, uint64_t> constants[] = {
@@ -299,6 +308,7 @@ Expected<orc::LLJIT&> Compiler::jit_for(Tier tier) {
         for (const object::SectionRef& s : (*o)->sections())
           if (s.isText()) text += s.getSize();
         last_object_text_ = text;
+        last_object_ = std::make_shared<const std::string>(obj->getBufferStart(), obj->getBufferSize());
         // BAREFLOW_JIT_DUMP=DIR keeps each object (objdump -d DIR/N.o): to read what LLVM made.
         if (const char* dir = std::getenv("BAREFLOW_JIT_DUMP"); dir && *dir) {
           const std::string path = std::string(dir) + "/" + std::to_string(dumped_++) + ".o";
@@ -386,9 +396,60 @@ Expected<Variant> Compiler::compile(const Spec& spec, Tier tier, const std::stri
     v.fn = addr->toPtr<MatvecFn>();
   }
   v.code_bytes = last_object_text_;
+  v.object = std::move(last_object_);
   code_bytes_ += v.code_bytes;
   v.compile_ms = elapsed_ms();
   return v;
+}
+
+Expected<Variant> Compiler::load(const Spec& spec, Tier tier, const std::string& name,
+                                 const std::vector<uint8_t>& object) {
+  assert(tier >= Tier::O0 && tier < Tier::Count);
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point start = Clock::now();
+  std::lock_guard<std::mutex> lock(mu_);
+  Expected<orc::LLJIT&> j = jit_for(tier);
+  if (!j) return j.takeError();
+  Variant v;
+  v.tier = tier;
+  v.id = ++last_id_;
+  v.family = kernel_family(features_, false);
+  orc::ResourceTrackerSP rt = j->getMainJITDylib().createResourceTracker();
+  const StringRef bytes(reinterpret_cast<const char*>(object.data()), object.size());
+  if (llvm::Error e = j->addObjectFile(rt, MemoryBuffer::getMemBufferCopy(bytes, name))) return e;
+  Expected<orc::ExecutorAddr> addr = j->lookup(name);  // links now
+  if (!addr) return joinErrors(addr.takeError(), rt->remove());
+  trackers_.emplace(v.id, std::move(rt));
+  if (spec.fused) {
+    v.fused = addr->toPtr<FusedFn>();
+  } else {
+    v.fn = addr->toPtr<MatvecFn>();
+  }
+  v.code_bytes = last_object_text_;
+  last_object_.reset();
+  code_bytes_ += v.code_bytes;
+  v.compile_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  return v;
+}
+
+std::string Compiler::key_of(const Spec& spec, Tier tier, bool reassoc) const {
+  static const uint64_t bitcode_hash = [] {
+    uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a
+    for (const char* p = bf_kernels_bc_start; p != bf_kernels_bc_end; p++) h = (h ^ uint8_t(*p)) * 0x100000001b3ull;
+    return h;
+  }();
+  const Matrix& W = spec.W;
+  char head[256];
+  std::snprintf(head, sizeof head, "%s %s type=%d group=%d rows=%lld cols=%lld rows2=%lld rows3=%lld reassoc=%d ",
+                spec.fused ? fusion_name(spec.fusion) : "matvec", tier_name(tier), int(W.type), int(W.group),
+                (long long)W.rows, (long long)W.cols, (long long)spec.rows2, (long long)spec.rows3, int(reassoc));
+  char tail[96];
+  std::snprintf(tail, sizeof tail, " llvm=%s bitcode=%016llx:%zu build=", LLVM_VERSION_STRING,
+                (unsigned long long)bitcode_hash, kernel_bitcode_size());
+  // A build without an id matches nothing: a key that cannot equal another process's.
+  const std::string& build = engine_build_id();
+  return std::string(head) + "cpu=" + cpu_ + " features=" + features_ + tail +
+         (build.empty() ? "none-" + std::to_string(uint64_t(this) ^ uint64_t(std::time(nullptr))) : build);
 }
 
 }  // namespace bf::jit

@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "engine/sites.h"
 #include "jit/options.h"
@@ -46,6 +47,8 @@ struct Variant {
   uint64_t code_bytes = 0;  // bytes of machine code (text sections); 0 for the interpreter
   double compile_ms = 0;    // bitcode parse + specialization + optimization + code generation
   double parse_ms = 0, optimize_ms = 0;  // compiled tiers: the first two parts of compile_ms
+  // Compiled tiers: the relocatable object the code was linked from (what the store keeps).
+  std::shared_ptr<const std::string> object;
   // The kernel family compiled, as kernels/dispatch.cpp names the AOT ones: "reference" (the
   // interpreter, hosts without AVX2), "avx2", "avx512" (AVX-512 with VNNI).
   const char* family = "";
@@ -78,6 +81,13 @@ class Compiler {
   // ORC ResourceTracker, so that free() can give its code back.
   llvm::Expected<Variant> compile(const Spec& spec, Tier tier, const std::string& name,
                                   const CompileOptions& o = {});
+  // Links an object that compile() produced in an earlier process for the same key (the caller
+  // checked it: key_of() equal); `name` is the symbol it defines. Compiled tiers only.
+  llvm::Expected<Variant> load(const Spec& spec, Tier tier, const std::string& name, const std::vector<uint8_t>& object);
+  // Everything that decides what compile(spec, tier, reassoc) produces: the kernel bitcode, the
+  // specialization constants, the CPU name and features, LLVM's version, the codegen options and
+  // this executable's build id. Equal keys may share code; the store keeps objects under it.
+  std::string key_of(const Spec& spec, Tier tier, bool reassoc) const;
   // Frees a variant's code (an interpreted one: its slot, unless a newer variant took it). The
   // caller guarantees that no thread is inside it or will call it again.
   llvm::Error free(VariantId id);
@@ -96,6 +106,7 @@ class Compiler {
   std::unique_ptr<llvm::TargetMachine> tm_;                    // the optimizer's view of it
   std::array<std::unique_ptr<llvm::orc::LLJIT>, 4> jits_;  // one per codegen level O0..O3
   uint64_t last_object_text_ = 0;
+  std::shared_ptr<const std::string> last_object_;
   uint64_t dumped_ = 0;  // objects written to $BAREFLOW_JIT_DUMP
   uint64_t code_bytes_ = 0;
   VariantId last_id_ = 0;

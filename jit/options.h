@@ -9,6 +9,8 @@
 
 namespace bf::jit {
 
+class CodeCache;  // jit/code_cache.h
+
 // What compiled the code a call ran. Aot is the kernel built into the executable; the others are
 // the JIT's tiers, in promotion order. The profiler records them as variant numbers (Tier's value).
 enum class Tier : uint8_t { Aot, Interp, O0, O1, O2, O3, Count };
@@ -46,6 +48,9 @@ struct Options {
   // as one fused kernel at that tier (engine/sites.h, Fusion).
   bool fuse = true;
   bool report_code = false;  // attach(): at exit, which code ran (also with Policy::Off)
+  // The persistent store's objects and learned tiers (state/): units start at the tier they
+  // reached before, from stored code when its key matches this process. Must outlive the JIT.
+  CodeCache* cache = nullptr;
   FILE* log = stderr;
 };
 

@@ -76,6 +76,7 @@ Runtime::Runtime(Transformer& t, const Options& o, std::unique_ptr<Compiler> c, 
     std::fprintf(o_.log, "jit: host cpu %s, %s compiles, kernel bitcode %zu bytes\n", compiler_->cpu().c_str(),
                  thread_.joinable() ? "background" : "synchronous", kernel_bitcode_size());
   for (size_t s = 0; s < kSiteCount; s++) {
+    units_[s].aot = t_.site_kernel(Site(s));
     units_[s].next_at.store(next_threshold(Tier::Aot), std::memory_order_relaxed);
     // A kernel is specialized to layer 0's matrix of its site: a site whose layers differ stays AOT.
     if (!t_.site_uniform(Site(s))) {
@@ -94,6 +95,112 @@ Runtime::Runtime(Transformer& t, const Options& o, std::unique_ptr<Compiler> c, 
         std::fprintf(o_.log, "jit: %s not fused: its matrices differ in type or shape\n", fusion_name(Fusion(f)));
     }
   }
+  if (o_.cache && o_.policy != Policy::Interp) warm_start();
+}
+
+std::string Runtime::cache_key(size_t unit, Tier tier) const {
+  return std::string(unit_name(unit)) + " " + compiler_->key_of(spec_of(unit), tier, o_.reassoc);
+}
+
+std::string Runtime::symbol_of(size_t unit, Tier tier, const std::string& key) const {
+  uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a
+  for (const unsigned char c : key) h = (h ^ c) * 0x100000001b3ull;
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "bf_%s_%s_%016" PRIx64, unit_name(unit), tier_name(tier), h);
+  return buf;
+}
+
+void Runtime::warm_start() {
+  const Tier top = plan_.back().first;
+  for (size_t unit = 0; unit < kUnitCount; unit++) {
+    Unit& u = units_[unit];
+    if (u.state.load(std::memory_order_relaxed) != State::Counting) continue;  // not uniform, fusion off
+    // A fixed policy's tier is known; a tiered one starts where the last run ended (groups: fused).
+    Tier want = o_.policy == Policy::Fixed || is_group(unit) ? top : std::min(o_.cache->learned_tier(unit_name(unit)), top);
+    if (is_group(unit) && o_.cache->learned_tier(unit_name(unit)) == Tier::Aot) continue;
+    if (want < Tier::O0) continue;  // the interpreter keeps no object, and is left early anyway
+    if (!is_group(unit)) {
+      u.learned = want;
+      u.next_at.store(0, std::memory_order_relaxed);
+    }
+    const std::string key = cache_key(unit, want);
+    const std::vector<uint8_t>* object = o_.cache->object(key);
+    if (!object) continue;
+    llvm::Expected<Variant> v = compiler_->load(spec_of(unit), want, symbol_of(unit, want, key), *object);
+    if (!v) {
+      std::fprintf(o_.log, "bareflow: jit: %s: the stored %s variant does not link (%s); compiling it again\n",
+                   unit_name(unit), tier_name(want), llvm::toString(v.takeError()).c_str());
+      continue;
+    }
+    loaded_++;
+    install(unit, *v, key, /*loaded=*/true);
+    u.unverified = true;
+    if (o_.trace)
+      std::fprintf(o_.log, "jit: %-10s %s%s from the store, %" PRIu64 " B code, linked in %.2f ms\n", unit_name(unit),
+                   is_group(unit) ? "fused " : "", tier_name(want), v->code_bytes, v->compile_ms);
+    if (want == top) {
+      u.top_at_s = 0;
+      advance(unit, State::Counting, State::Top);
+    } else {
+      u.next_at.store(next_threshold(want), std::memory_order_relaxed);
+    }
+  }
+}
+
+void Runtime::check_loaded(size_t unit, float* const* out, const Matrix* const* W, int n, const float* x,
+                           const QuantizedVector* xq) {
+  Unit& u = units_[unit];
+  u.unverified = false;
+  int64_t base[kMaxFusionSites] = {};
+  int m = n;
+  const std::vector<float> want = expected(unit, W, m, x, xq, t_.kernels(), INT64_MAX, base);
+  const Tier tier = Tier(u.tier.load(std::memory_order_relaxed));
+  const float tol = tolerance(want, tier);
+  std::string why;
+  for (int i = 0; i < m && why.empty(); i++) {
+    const int64_t rows = (i + 1 < m ? base[i + 1] : int64_t(want.size())) - base[i];
+    for (int64_t r = 0; r < rows; r++)
+      if (!matches(out[i][r], want[size_t(base[i] + r)], tol)) {
+        char buf[160];
+        std::snprintf(buf, sizeof buf, "row %" PRId64 " of matrix %d: %.9g, AOT kernel %.9g", r, i, double(out[i][r]),
+                      double(want[size_t(base[i] + r)]));
+        why = buf;
+        break;
+      }
+  }
+  if (why.empty()) return;
+  for (int i = 0; i < m; i++) {  // this call's outputs as the AOT kernels give them
+    const int64_t rows = (i + 1 < m ? base[i + 1] : int64_t(want.size())) - base[i];
+    std::memcpy(out[i], want.data() + base[i], size_t(rows) * sizeof(float));
+  }
+  rejections_++;
+  std::fprintf(o_.log, "bareflow: jit: %s: the stored %s variant was rejected by verification (%s); compiling it again\n",
+               unit_name(unit), tier_name(tier), why.c_str());
+  uint64_t id = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    id = u.ids[size_t(tier)];
+    u.ids[size_t(tier)] = 0;
+    u.rejected_key = u.key;
+    u.key.clear();
+    u.loaded = false;
+    if (is_group(unit)) {
+      t_.set_fused_kernel(Fusion(unit - kSiteCount), nullptr);
+      u.fused.store(nullptr, std::memory_order_release);
+    } else {
+      t_.set_site_kernel(Site(unit), u.aot);
+      u.fns[size_t(tier)].store(nullptr, std::memory_order_release);
+      u.learned = tier;
+      u.next_at.store(0, std::memory_order_relaxed);
+    }
+    u.tier.store(uint8_t(Tier::Aot), std::memory_order_release);
+    u.top_at_s = -1;
+  }
+  // No kernel runs during an observer call: the code can go now (and must, before a compile of the
+  // same key defines its symbol again).
+  free_variants({id});
+  const State st = u.state.load(std::memory_order_acquire);
+  if (st == State::Top) advance(unit, State::Top, State::Counting);
 }
 
 Runtime::~Runtime() {
@@ -188,11 +295,13 @@ void Runtime::on_matvec(Site s, MatvecFn fn, float* out, const Matrix& W, const 
                         const QuantizedVector* xq, uint64_t cycles) {
   assert(size_t(s) < kSiteCount);
   Unit& u = units_[size_t(s)];
-  if (!u.aot) {
-    u.aot = fn;
-    if (start_s_.load(std::memory_order_relaxed) == 0) start_s_.store(now_s(), std::memory_order_relaxed);
-  }
+  if (start_s_.load(std::memory_order_relaxed) == 0) start_s_.store(now_s(), std::memory_order_relaxed);
   const size_t ran = size_t(tier_of(s, fn));
+  if (u.unverified && ran == u.tier.load(std::memory_order_relaxed)) {
+    const Matrix* const Ws[1] = {&W};
+    float* const outs[1] = {out};
+    check_loaded(size_t(s), outs, Ws, 1, x, xq);
+  }
   // Only this thread writes these counters; relaxed atomics let the compile thread read them.
   u.calls[ran].store(u.calls[ran].load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   u.cycles[ran].store(u.cycles[ran].load(std::memory_order_relaxed) + cycles, std::memory_order_relaxed);
@@ -204,14 +313,21 @@ void Runtime::on_matvec(Site s, MatvecFn fn, float* out, const Matrix& W, const 
     maybe_fuse(s, x, xq);
     return;
   }
-  const Tier want = target(Tier(u.tier.load(std::memory_order_relaxed)), units);
+  const Tier from = Tier(u.tier.load(std::memory_order_relaxed));
+  const Tier want = std::max(target(from, units), u.learned > from ? u.learned : Tier::Aot);
   assert(want != Tier::Aot && "next_at is the next tier's threshold");
   advance(size_t(s), State::Counting, State::Queued);
   enqueue(Job{.unit = size_t(s), .tier = want, .W = W}, x, xq);
 }
 
-void Runtime::on_fused(Fusion f, FusedFn, const Matrix* const*, uint64_t cycles) {
+void Runtime::on_fused(Fusion f, FusedFn, float* const* out, const Matrix* const* W, const float* x,
+                       const QuantizedVector* xq, uint64_t cycles) {
   Unit& g = units_[kSiteCount + size_t(f)];
+  if (start_s_.load(std::memory_order_relaxed) == 0) start_s_.store(now_s(), std::memory_order_relaxed);
+  if (g.unverified) {
+    Site sites[kMaxFusionSites];
+    check_loaded(kSiteCount + size_t(f), out, W, fusion_sites(f, sites), x, xq);
+  }
   const size_t t = g.tier.load(std::memory_order_relaxed);
   g.calls[t].store(g.calls[t].load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   g.cycles[t].store(g.cycles[t].load(std::memory_order_relaxed) + cycles, std::memory_order_relaxed);
@@ -332,6 +448,31 @@ Spec Runtime::spec_of(size_t unit) const {
   return spec;
 }
 
+std::vector<float> Runtime::expected(size_t unit, const Matrix* const* W, int& n, const float* x,
+                                     const QuantizedVector* xq, const Kernels& kernels, int64_t max_rows,
+                                     int64_t* base) const {
+  std::vector<float> want;
+  for (int i = 0; i < n; i++) {
+    const int64_t rows = std::min(W[i]->rows, max_rows);
+    base[i] = int64_t(want.size());
+    want.resize(want.size() + size_t(rows));
+    kernels.matvec(want.data() + base[i], *W[i], x, xq, 0, rows);
+  }
+  if (is_group(unit) && Fusion(unit - kSiteCount) == Fusion::W13) {
+    kernels.swiglu(want.data(), want.data() + base[1], int(base[1]));
+    want.resize(size_t(base[1]));
+    n = 1;
+  }
+  return want;
+}
+
+float Runtime::tolerance(const std::vector<float>& want, Tier tier) const {
+  if (!o_.reassoc || tier == Tier::Interp) return 0;
+  float tol = 0;
+  for (const float w : want) tol = std::max(tol, std::fabs(w));
+  return tol * kReassocTolerance;
+}
+
 std::string Runtime::verify(const Job& j, const Variant& v) const {
   const bool group = is_group(j.unit);
   Site sites[kMaxFusionSites] = {Site(j.unit)};
@@ -345,25 +486,10 @@ std::string Runtime::verify(const Job& j, const Variant& v) const {
   const QuantizedVector* xqp = j.quantized ? &xq : nullptr;
   // The reference's outputs in the variant's row space: the matrices' rows stacked (W13: w1's rows
   // after swiglu), starting at base[i].
-  std::vector<float> want;
   int64_t base[kMaxFusionSites] = {};
-  for (int i = 0; i < n; i++) {
-    int64_t rows = W[i]->rows;
-    if (j.tier == Tier::Interp) rows = std::min<int64_t>(rows, std::max<int64_t>(1, kInterpVerifyMacs / W[i]->cols));
-    base[i] = int64_t(want.size());
-    want.resize(want.size() + size_t(rows));
-    reference_kernels().matvec(want.data() + base[i], *W[i], j.x.data(), xqp, 0, rows);
-  }
-  if (group && Fusion(j.unit - kSiteCount) == Fusion::W13) {
-    reference_kernels().swiglu(want.data(), want.data() + base[1], int(base[1]));
-    want.resize(size_t(base[1]));
-    n = 1;
-  }
-  float tol = 0;
-  if (o_.reassoc && j.tier != Tier::Interp) {
-    for (const float w : want) tol = std::max(tol, std::fabs(w));
-    tol *= kReassocTolerance;
-  }
+  const int64_t max_rows = j.tier == Tier::Interp ? std::max<int64_t>(1, kInterpVerifyMacs / j.W.cols) : INT64_MAX;
+  const std::vector<float> want = expected(j.unit, W, n, j.x.data(), xqp, reference_kernels(), max_rows, base);
+  const float tol = tolerance(want, j.tier);
   // The whole range, then a range starting mid-way as a thread of the pool would call it.
   const int64_t total = int64_t(want.size());
   std::vector<float> got;
@@ -388,11 +514,14 @@ std::string Runtime::verify(const Job& j, const Variant& v) const {
   return "";
 }
 
-void Runtime::install(size_t unit, const Variant& v) {
+void Runtime::install(size_t unit, const Variant& v, const std::string& key, bool loaded) {
   Unit& u = units_[unit];
   const size_t t = size_t(v.tier);
   std::lock_guard<std::mutex> lock(mu_);
   u.ids[t] = v.id;
+  u.key = v.tier == Tier::Interp ? "" : key;
+  u.object = v.object;
+  u.loaded = loaded;
   if (is_group(unit)) {
     u.tier.store(uint8_t(t), std::memory_order_relaxed);
     u.fused.store(v.fused, std::memory_order_release);
@@ -422,9 +551,10 @@ void Runtime::process(Job& j) {
   const std::string stays = group ? "its sites stay separate" : std::string("staying on ") + tier_name(from);
   const bool miscompile = hooks_ && (group ? hooks_->miscompile_fused(Fusion(j.unit - kSiteCount), j.tier)
                                            : hooks_->miscompile_site(Site(j.unit), j.tier));
-  const std::string symbol = std::string("bf_") + name + "_" + tier_name(j.tier) + "_" + std::to_string(seq_++);
-  llvm::Expected<Variant> v = compiler_->compile(
-      spec_of(j.unit), j.tier, symbol, {.interp_slot = j.unit, .reassoc = o_.reassoc, .miscompile = miscompile});
+  const std::string key = cache_key(j.unit, j.tier);
+  compiles_++;
+  llvm::Expected<Variant> v = compiler_->compile(spec_of(j.unit), j.tier, symbol_of(j.unit, j.tier, key),
+                                                 {.interp_slot = j.unit, .reassoc = o_.reassoc, .miscompile = miscompile});
   if (!v) {
     failures_++;
     const std::string why = llvm::toString(v.takeError());
@@ -444,7 +574,8 @@ void Runtime::process(Job& j) {
     return;
   }
   const double verify_ms = (now_s() - t0) * 1e3;
-  install(j.unit, *v);
+  // A variant verification passed only because of a test hook's miscompile never reaches the store.
+  install(j.unit, *v, miscompile ? "" : key, /*loaded=*/false);
   promotions_++;
   if (group || j.tier == top) u.top_at_s = now_s() - start_s_.load(std::memory_order_relaxed);
   if (o_.trace && group) {
@@ -472,11 +603,47 @@ void Runtime::process(Job& j) {
   }
 }
 
+bool Runtime::ran(size_t unit) const {
+  const Unit& u = units_[unit];
+  for (size_t t = 0; t < kTierCount; t++)
+    if (u.calls[t].load(std::memory_order_relaxed)) return true;
+  return false;
+}
+
+std::vector<UnitOutcome> Runtime::outcomes() const {
+  std::vector<UnitOutcome> all;
+  for (size_t unit = 0; unit < kUnitCount; unit++) {
+    const Unit& u = units_[unit];
+    const Status st = status_of(unit);
+    if (!ran(unit) && st.tier == Tier::Aot) continue;
+    UnitOutcome o{.name = unit_name(unit), .state = state_name(st.state), .why = st.why, .tier = st.tier};
+    for (size_t t = 0; t < kTierCount; t++) {
+      o.calls += u.calls[t].load(std::memory_order_relaxed);
+      o.cycles += u.cycles[t].load(std::memory_order_relaxed);
+    }
+    if (st.tier != Tier::Aot) {
+      const Spec sp = spec_of(unit);
+      char buf[160];
+      std::snprintf(buf, sizeof buf, "%s %s g%d %" PRId64 "x%" PRId64 "%s on %s", is_group(unit) ? "fused" : "matvec",
+                    dtype_name(sp.W.type), int(sp.W.group), sp.W.rows + sp.rows2 + sp.rows3, sp.W.cols,
+                    o_.reassoc && st.tier != Tier::Interp ? " reassoc" : "", compiler_->cpu().c_str());
+      o.spec = buf;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    o.key = u.key;
+    o.object = u.object;
+    o.loaded = u.loaded;
+    o.rejected_key = u.rejected_key;
+    all.push_back(std::move(o));
+  }
+  return all;
+}
+
 void Runtime::print_code_report(FILE* out) const {
   std::fprintf(out, "code: matvec sites and the tiers that ran them (calls)\n");
   for (size_t s = 0; s < kSiteCount; s++) {
     const Unit& u = units_[s];
-    if (!u.aot) continue;
+    if (!ran(s)) continue;
     std::fprintf(out, "  %-11s", site_name(Site(s)));
     for (size_t t = 0; t < kTierCount; t++)
       if (const uint64_t n = u.calls[t].load(std::memory_order_relaxed))
@@ -501,7 +668,7 @@ void Runtime::print_summary(FILE* out) const {
   for (size_t t = 0; t < kTierCount; t++) std::fprintf(out, " %12s", tier_name(Tier(t)));
   std::fprintf(out, "  (cycles/call)  top tier at  state\n");
   for (size_t s = 0; s < kSiteCount; s++) {
-    if (!units_[s].aot) continue;
+    if (!ran(s) && units_[s].tier.load() == uint8_t(Tier::Aot)) continue;
     const Status st = status(Site(s));
     std::fprintf(out, "%-11s %-6s", site_name(Site(s)), tier_name(st.tier));
     for (size_t t = 0; t < kTierCount; t++) {

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "engine/transformer.h"
+#include "jit/code_cache.h"
 #include "jit/options.h"
 #include "profile/site_profiler.h"
 
@@ -65,7 +66,8 @@ class Runtime final : public MatvecObserver, public prof::VariantSource {
 
   void on_matvec(Site s, MatvecFn fn, float* out, const Matrix& W, const float* x, const QuantizedVector* xq,
                  uint64_t cycles) override;
-  void on_fused(Fusion f, FusedFn fn, const Matrix* const* W, uint64_t cycles) override;
+  void on_fused(Fusion f, FusedFn fn, float* const* out, const Matrix* const* W, const float* x,
+                const QuantizedVector* xq, uint64_t cycles) override;
   // The tier whose variant `fn` is (Aot if none of the live ones).
   Tier tier_of(Site s, MatvecFn fn) const;
   Tier tier_of_fused(Fusion f, FusedFn fn) const;
@@ -90,6 +92,11 @@ class Runtime final : public MatvecObserver, public prof::VariantSource {
   uint64_t failures() const { return failures_.load(); }
   // Replaced variants whose code was given back.
   uint64_t freed() const { return freed_.load(); }
+  // Compiles run (installed, rejected or failed) and variants installed from the code cache.
+  uint64_t compiles() const { return compiles_.load(); }
+  uint64_t loaded() const { return loaded_.load(); }
+  // Every unit that ran or holds a variant, as it stands (call after drain()): what the store keeps.
+  std::vector<UnitOutcome> outcomes() const;
   // Milliseconds spent compiling so far, all sites and tiers.
   double compile_ms() const { return compile_ms_.load(); }
   // Seconds from the first call until every site ran at the policy's top tier; -1 until then.
@@ -131,10 +138,22 @@ class Runtime final : public MatvecObserver, public prof::VariantSource {
     std::array<std::atomic<uint64_t>, kTierCount> calls{}, cycles{};  // groups: at their one tier
     std::atomic<double> top_at_s{-1};  // seconds from the first call to the top tier (group: installed)
     std::string why;                   // under mu_
+    // Sites: the tier an earlier run reached (Options::cache), compiled on the first call when no
+    // stored variant could be loaded.
+    Tier learned = Tier::Aot;
+    // A variant loaded from the cache runs from the first call and is checked on it against the
+    // AOT kernel (bit-identical to the reference). Forward thread only.
+    bool unverified = false;
+    // The running variant's cache key and object, whether it came from the cache, and the key of a
+    // cached variant that verification rejected (all under mu_).
+    std::string key, rejected_key;
+    std::shared_ptr<const std::string> object;
+    bool loaded = false;
   };
 
   Runtime(Transformer& t, const Options& o, std::unique_ptr<Compiler> c, const TestHooks* hooks);
   const char* unit_name(size_t unit) const;
+  bool ran(size_t unit) const;  // any call so far
   Status status_of(size_t unit) const;
   Spec spec_of(size_t unit) const;
   // Thresholds of the policy's tiers above `from`: the highest reached (Aot if none), and the next.
@@ -150,7 +169,23 @@ class Runtime final : public MatvecObserver, public prof::VariantSource {
   void process(Job& j);
   // "" if the variant equals the reference on j's inputs, else the first mismatch.
   std::string verify(const Job& j, const Variant& v) const;
-  void install(size_t unit, const Variant& v);
+  // The outputs `kernels` give for the unit's matrices W (n of them) on x, xq: rows stacked from
+  // base[i] (W13: after swiglu, n becomes 1), each matrix's first `max_rows` rows at most.
+  std::vector<float> expected(size_t unit, const Matrix* const* W, int& n, const float* x, const QuantizedVector* xq,
+                              const Kernels& kernels, int64_t max_rows, int64_t* base) const;
+  // |variant - expected| allowed by the options (0: bit for bit).
+  float tolerance(const std::vector<float>& want, Tier tier) const;
+  void install(size_t unit, const Variant& v, const std::string& key, bool loaded);
+  // The cache key of a unit's variant at `tier`, and the symbol its code defines (named by the key,
+  // so that a stored object is found again).
+  std::string cache_key(size_t unit, Tier tier) const;
+  std::string symbol_of(size_t unit, Tier tier, const std::string& key) const;
+  // Options::cache: every unit at the tier it learned, from stored code where the key matches.
+  void warm_start();
+  // First call of a variant loaded from the cache: out (rows stacked as expected() does) against
+  // the AOT kernels; on a mismatch out is corrected and the variant dropped.
+  void check_loaded(size_t unit, float* const* out, const Matrix* const* W, int n, const float* x,
+                    const QuantizedVector* xq);
   // At a safe point of the forward thread (in an observer call, so no kernel is running): queues
   // the replaced site variants for freeing.
   void retire_replaced();
@@ -164,7 +199,7 @@ class Runtime final : public MatvecObserver, public prof::VariantSource {
   std::vector<std::pair<Tier, uint64_t>> plan_;  // tiers the policy uses, with their thresholds
   std::array<Unit, kUnitCount> units_;
   std::atomic<double> start_s_{0};  // first call seen, steady-clock seconds
-  std::atomic<uint64_t> promotions_{0}, rejections_{0}, failures_{0}, freed_{0}, seq_{0};
+  std::atomic<uint64_t> promotions_{0}, rejections_{0}, failures_{0}, freed_{0}, compiles_{0}, loaded_{0};
   std::atomic<double> compile_ms_{0};
   std::atomic<bool> replaced_{false};  // a site variant was replaced and awaits retire_replaced()
 

@@ -12,7 +12,8 @@ std::vector<std::string> site_names() {
 
 SiteProfiler::SiteProfiler() : profiler_(site_names()) {}
 
-void SiteProfiler::on_fused(Fusion f, FusedFn fn, const Matrix* const* W, uint64_t cycles) {
+void SiteProfiler::on_fused(Fusion f, FusedFn fn, float* const* out, const Matrix* const* W, const float* x,
+                            const QuantizedVector* xq, uint64_t cycles) {
   Site sites[kMaxFusionSites];
   const int n = fusion_sites(f, sites);
   uint64_t macs = 0, bytes = 0;
@@ -21,7 +22,7 @@ void SiteProfiler::on_fused(Fusion f, FusedFn fn, const Matrix* const* W, uint64
     bytes += matrix_bytes(*W[i]);
   }
   profiler_.record(kSiteCount + size_t(f), cycles, macs, bytes, variants_ ? variants_->variant_of_fused(f, fn) : 0);
-  if (next_) next_->on_fused(f, fn, W, cycles);
+  if (next_) next_->on_fused(f, fn, out, W, x, xq, cycles);
 }
 
 }  // namespace bf::prof

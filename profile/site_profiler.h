@@ -40,7 +40,8 @@ class SiteProfiler final : public MatvecObserver {
     if (next_) next_->on_matvec(s, fn, out, W, x, xq, cycles);
   }
   // Profile rows after the sites: one per fused group (qkv, w13).
-  void on_fused(Fusion f, FusedFn fn, const Matrix* const* W, uint64_t cycles) override;
+  void on_fused(Fusion f, FusedFn fn, float* const* out, const Matrix* const* W, const float* x,
+                const QuantizedVector* xq, uint64_t cycles) override;
 
   const Profiler& profiler() const { return profiler_; }
 
