@@ -238,6 +238,13 @@ void setup_syscall_msrs() {
   x86::wrmsr(x86::kMsrStar, uint64_t(kStarSysretBase) << 48 | uint64_t(kStarSyscallCs) << 32);
   x86::wrmsr(x86::kMsrLstar, uint64_t(syscall_entry));
   x86::wrmsr(x86::kMsrFmask, 0x47700);  // clear TF, IF, DF, IOPL, NT, AC on entry
+  // syscall_entry (syscall/entry.cpp) builds a ring-3 interrupt frame with the user selectors; its
+  // top-level asm cannot take operands, so they reach it as absolute symbols. Emits no code.
+  asm(".globl user_cs_selector, user_ss_selector\n"
+      ".set user_cs_selector, %c[cs]\n"
+      ".set user_ss_selector, %c[ss]"
+      :
+      : [cs] "i"(kUserCs), [ss] "i"(kUserDs));
 }
 
 }  // namespace
