@@ -119,36 +119,54 @@ const char* app_symbol(uint64_t addr, bool is_return) {
   return g_symbuf;
 }
 
-void app_run(int exe_index, unsigned argc, const char* const* argv) {
-  const BootFile* f = bootfs_file(exe_index);
-  const uint8_t* data = static_cast<const uint8_t*>(phys_to_ptr(f->phys));
-  if (const char* err = elf_parse(data, f->size, kUserMin, kMmapBase, &g_img)) {
-    klog("cannot run /%s: %s", f->name, err);
-    machine_exit(kExitPanic);
+namespace {
+
+// "cannot run /name: why" and the panic status: the module is not something this kernel can run.
+[[noreturn]] __attribute__((format(printf, 2, 3))) void cannot_run(const BootFile* f, const char* why, ...) {
+  char reason[160];
+  va_list ap;
+  va_start(ap, why);
+  kvsnprintf(reason, sizeof reason, why, ap);
+  va_end(ap);
+  klog("cannot run /%s: %s", f->name, reason);
+  machine_exit(kExitPanic);
+}
+
+struct PageSpan {
+  uint64_t lo, hi;  // [lo, hi), page aligned; empty when lo >= hi
+};
+
+PageSpan segment_pages(const ElfSegment& s, uint64_t bias) {
+  return {align_down(s.vaddr + bias, kPageSize), align_up(s.vaddr + bias + s.memsz, kPageSize)};
+}
+
+// Read-only segments whose bytes all come from the file (text, rodata) are mapped zero-copy from
+// the boot module; the pages of writable or zero-filled segments are copied.
+bool copied(const ElfSegment& s) { return (s.flags & kPfW) || s.filesz != s.memsz; }
+
+// The span of the copied segments' pages: one fresh region, which also receives any read-only
+// bytes sharing those pages.
+PageSpan copied_pages(uint64_t bias) {
+  PageSpan span{~0ull, 0};
+  for (unsigned i = 0; i < g_img.nsegs; ++i) {
+    if (!copied(g_img.segs[i])) continue;
+    const PageSpan p = segment_pages(g_img.segs[i], bias);
+    if (p.lo < span.lo) span.lo = p.lo;
+    if (p.hi > span.hi) span.hi = p.hi;
   }
-  const uint64_t bias = g_img.pie ? kPieBase - align_down(g_img.min_vaddr, kLargePageSize) : 0;
-  const uint64_t hi = align_up(g_img.max_vaddr + bias, kLargePageSize);
-  g_bias = bias;
-  elf_symbols(data, f->size, &g_syms);
-  // Read-only segments whose bytes all come from the file (text, rodata) are mapped zero-copy
-  // from the boot module, which the loader placed page-aligned (the file offset and the address
-  // agree modulo the page size). The pages of writable or zero-filled segments are copied into
-  // one fresh region [clo, chi) that also receives any read-only bytes sharing those pages.
-  uint64_t clo = ~0ull, chi = 0;
+  return span;
+}
+
+// The zero-copy mappings. The boot loader placed the module page-aligned, so the file offset and
+// the address agree modulo the page size.
+void map_read_only_segments(const BootFile* f, uint64_t bias, PageSpan data) {
   for (unsigned i = 0; i < g_img.nsegs; ++i) {
     const ElfSegment& s = g_img.segs[i];
-    if (!(s.flags & kPfW) && s.filesz == s.memsz) continue;
-    const uint64_t a = align_down(s.vaddr + bias, kPageSize), b = align_up(s.vaddr + bias + s.memsz, kPageSize);
-    if (a < clo) clo = a;
-    if (b > chi) chi = b;
-  }
-  for (unsigned i = 0; i < g_img.nsegs; ++i) {
-    const ElfSegment& s = g_img.segs[i];
-    if ((s.flags & kPfW) || s.filesz != s.memsz) continue;
-    uint64_t a = align_down(s.vaddr + bias, kPageSize), b = align_up(s.vaddr + bias + s.memsz, kPageSize);
-    if (clo < chi && a < chi && b > clo) {  // trim the pages the copied region owns
-      if (a >= clo) a = chi;
-      else b = clo;
+    if (copied(s)) continue;
+    auto [a, b] = segment_pages(s, bias);
+    if (data.lo < data.hi && a < data.hi && b > data.lo) {  // trim the pages the copied region owns
+      if (a >= data.lo) a = data.hi;
+      else b = data.lo;
     }
     if (a >= b) continue;
     const uint64_t off = align_down(s.offset, kPageSize) + (a - align_down(s.vaddr + bias, kPageSize));
@@ -158,60 +176,58 @@ void app_run(int exe_index, unsigned argc, const char* const* argv) {
       if (!g_code_hi || a < g_code_lo) g_code_lo = a;
       if (b > g_code_hi) g_code_hi = b;
     }
-    if (vm_map_frames(a, f->phys + off, b - a, fl, true, code && g_track_code) < 0) {
-      klog("cannot run /%s: cannot map its text", f->name);
-      machine_exit(kExitPanic);
-    }
+    if (vm_map_frames(a, f->phys + off, b - a, fl, true, code && g_track_code) < 0) cannot_run(f, "cannot map its text");
   }
-  if (clo < chi) {
-    uint64_t phys = 0;
-    if (!vm_map_fixed_owned(clo, chi - clo, kPteU | kPteW | kPteNx, &phys)) {
-      klog("cannot run /%s: out of memory for its %lu KiB of data", f->name, (chi - clo) >> 10);
-      machine_exit(kExitPanic);
-    }
-    uint8_t* image = static_cast<uint8_t*>(phys_to_ptr(phys));
-    const uint64_t t0 = monotonic_ns();
-    // The largest writable segment's bytes are copied later in ring 3 (app/user_stub.cpp); the
-    // few bytes of other segments sharing these pages are copied here.
-    int big = -1;
-    for (unsigned i = 0; i < g_img.nsegs; ++i)
-      if ((g_img.segs[i].flags & kPfW) && (big < 0 || g_img.segs[i].filesz > g_img.segs[big].filesz)) big = int(i);
-    for (unsigned i = 0; i < g_img.nsegs; ++i) {
-      const ElfSegment& s = g_img.segs[i];
-      const uint64_t sa = s.vaddr + bias, sb = sa + s.filesz;  // file-backed bytes of the segment
-      const uint64_t a = sa > clo ? sa : clo, b = sb < chi ? sb : chi;
-      if (a >= b) continue;
-      if (int(i) == big) {
-        const uint64_t view_off = align_down(s.offset, kPageSize);
-        const uint64_t view_len = align_up(s.offset + s.filesz, kPageSize) - view_off;
-        const int64_t view = vm_map_frames(0, f->phys + view_off, view_len, kPteU | kPteNx, false);
-        if (view < 0) {
-          klog("cannot run /%s: cannot map its data", f->name);
-          machine_exit(kExitPanic);
-        }
-        g_copy = {uint64_t(view) + (s.offset - view_off), sa, s.filesz, 0, uint64_t(view), view_len};
-        continue;
-      }
-      memcpy(image + (a - clo), data + s.offset + (a - sa), b - a);  // the rest stays zero
-    }
-    klog("app: data prepared in %lu ms", (monotonic_ns() - t0) / 1000000);
-    // Per-page permissions: data W, everything NX unless an executable segment shares the page.
-    uint64_t run_start = clo, run_flags = page_flags(clo, bias);
-    for (uint64_t va = clo + kPageSize; va <= chi; va += kPageSize) {
-      const uint64_t fl = va < chi ? page_flags(va, bias) : ~0ull;
-      if (fl == run_flags) continue;
-      if (run_flags != (kPteU | kPteW | kPteNx)) vm_protect(run_start, va - run_start, run_flags);
-      run_start = va, run_flags = fl;
-    }
-  }
-  const uint64_t lo = align_down(g_img.min_vaddr + bias, kPageSize);
-  vm_brk_init(hi);
+}
 
-  uint64_t stack_phys = 0;
-  if (!vm_map_fixed_owned(kStackTop - kStackSize, kStackSize, kPteU | kPteW | kPteNx, &stack_phys)) {
-    klog("cannot run /%s: out of memory for the stack", f->name);
-    machine_exit(kExitPanic);
+// Fills the copied region. The largest writable segment's bytes are copied later, in ring 3
+// (app/user_stub.cpp), from a read-only view of the module this sets up in g_copy; the few bytes
+// of other segments sharing these pages are copied here. The rest stays zero (bss).
+void prepare_data(const BootFile* f, uint64_t bias, PageSpan data) {
+  const uint8_t* file = static_cast<const uint8_t*>(phys_to_ptr(f->phys));
+  uint64_t phys = 0;
+  if (!vm_map_fixed_owned(data.lo, data.hi - data.lo, kPteU | kPteW | kPteNx, &phys))
+    cannot_run(f, "out of memory for its %lu KiB of data", (data.hi - data.lo) >> 10);
+  uint8_t* image = static_cast<uint8_t*>(phys_to_ptr(phys));
+  const uint64_t t0 = monotonic_ns();
+  int big = -1;
+  for (unsigned i = 0; i < g_img.nsegs; ++i)
+    if ((g_img.segs[i].flags & kPfW) && (big < 0 || g_img.segs[i].filesz > g_img.segs[big].filesz)) big = int(i);
+  for (unsigned i = 0; i < g_img.nsegs; ++i) {
+    const ElfSegment& s = g_img.segs[i];
+    const uint64_t sa = s.vaddr + bias, sb = sa + s.filesz;  // file-backed bytes of the segment
+    const uint64_t a = sa > data.lo ? sa : data.lo, b = sb < data.hi ? sb : data.hi;
+    if (a >= b) continue;
+    if (int(i) == big) {
+      const uint64_t view_off = align_down(s.offset, kPageSize);
+      const uint64_t view_len = align_up(s.offset + s.filesz, kPageSize) - view_off;
+      const int64_t view = vm_map_frames(0, f->phys + view_off, view_len, kPteU | kPteNx, false);
+      if (view < 0) cannot_run(f, "cannot map its data");
+      g_copy = {uint64_t(view) + (s.offset - view_off), sa, s.filesz, 0, uint64_t(view), view_len};
+      continue;
+    }
+    memcpy(image + (a - data.lo), file + s.offset + (a - sa), b - a);
   }
+  klog("app: data prepared in %lu ms", (monotonic_ns() - t0) / 1000000);
+}
+
+// Per-page permissions of the copied region: data W, everything NX unless an executable segment
+// shares the page (it was mapped U+W+NX as a whole).
+void protect_data_pages(uint64_t bias, PageSpan data) {
+  uint64_t run_start = data.lo, run_flags = page_flags(data.lo, bias);
+  for (uint64_t va = data.lo + kPageSize; va <= data.hi; va += kPageSize) {
+    const uint64_t fl = va < data.hi ? page_flags(va, bias) : ~0ull;
+    if (fl == run_flags) continue;
+    if (run_flags != (kPteU | kPteW | kPteNx)) vm_protect(run_start, va - run_start, run_flags);
+    run_start = va, run_flags = fl;
+  }
+}
+
+// Maps the stack and writes argc/argv/envp/auxv on it; returns the initial rsp.
+uint64_t build_stack(const BootFile* f, unsigned argc, const char* const* argv, uint64_t bias) {
+  uint64_t stack_phys = 0;
+  if (!vm_map_fixed_owned(kStackTop - kStackSize, kStackSize, kPteU | kPteW | kPteNx, &stack_phys))
+    cannot_run(f, "out of memory for the stack");
   static const char* const envp[] = {"PATH=/", "HOME=/", "TERM=dumb", "LANG=C"};
   const uint64_t auxv[] = {
       kAtPhdr, g_img.phdr_vaddr + bias, kAtPhent, sizeof(Elf64Phdr), kAtPhnum, g_img.phnum,
@@ -225,10 +241,29 @@ void app_run(int exe_index, unsigned argc, const char* const* argv) {
     memcpy(spec.random + i, &r, 8);
   }
   const uint64_t sp = build_initial_stack(static_cast<uint8_t*>(phys_to_ptr(stack_phys)), kStackSize, kStackTop, spec);
-  if (!sp) {
-    klog("cannot run /%s: arguments do not fit on the stack", f->name);
-    machine_exit(kExitPanic);
+  if (!sp) cannot_run(f, "arguments do not fit on the stack");
+  return sp;
+}
+
+}  // namespace
+
+void app_run(int exe_index, unsigned argc, const char* const* argv) {
+  const BootFile* f = bootfs_file(exe_index);
+  const uint8_t* file = static_cast<const uint8_t*>(phys_to_ptr(f->phys));
+  if (const char* err = elf_parse(file, f->size, kUserMin, kMmapBase, &g_img)) cannot_run(f, "%s", err);
+  const uint64_t bias = g_img.pie ? kPieBase - align_down(g_img.min_vaddr, kLargePageSize) : 0;
+  const uint64_t hi = align_up(g_img.max_vaddr + bias, kLargePageSize);
+  g_bias = bias;
+  elf_symbols(file, f->size, &g_syms);
+  const PageSpan data = copied_pages(bias);
+  map_read_only_segments(f, bias, data);
+  if (data.lo < data.hi) {
+    prepare_data(f, bias, data);
+    protect_data_pages(bias, data);
   }
+  const uint64_t lo = align_down(g_img.min_vaddr + bias, kPageSize);
+  vm_brk_init(hi);
+  const uint64_t sp = build_stack(f, argc, argv, bias);
   klog("app: /%s %s entry=0x%lx image=[0x%lx,0x%lx) brk=0x%lx, entering ring 3 at %lu ms", f->name,
        g_img.pie ? "static-pie" : "static", g_img.entry + bias, lo, hi, hi, monotonic_ns() / 1000000);
   if (g_copy.len) {

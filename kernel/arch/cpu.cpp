@@ -30,13 +30,85 @@ struct __attribute__((packed)) Tss {
 };
 static_assert(sizeof(Tss) == 104);
 
-struct __attribute__((packed)) IdtEntry {
-  uint16_t offset_lo, selector;
-  uint8_t ist, type_attr;
-  uint16_t offset_mid;
-  uint32_t offset_hi, zero;
+// A code or data segment descriptor (Intel SDM vol. 3, 3.4.5). Long mode ignores base and limit
+// (flat 4 GiB here) except for the 32-bit user code slot.
+struct SegmentDescriptor {
+  uint64_t limit_lo : 16, base_lo : 24;
+  uint64_t accessed : 1, writable : 1, conforming : 1, code : 1, code_or_data : 1, dpl : 2, present : 1;
+  uint64_t limit_hi : 4, available : 1, long_mode : 1, default_32 : 1, limit_in_pages : 1, base_hi : 8;
 };
-static_assert(sizeof(IdtEntry) == 16);
+static_assert(sizeof(SegmentDescriptor) == 8);
+
+enum class Segment { kCode64, kCode32, kData };
+constexpr SegmentDescriptor segment(Segment kind, unsigned dpl) {
+  const bool code = kind != Segment::kData;
+  return {.limit_lo = 0xFFFF, .base_lo = 0, .accessed = 0, .writable = 1, .conforming = 0, .code = code,
+          .code_or_data = 1, .dpl = dpl, .present = 1, .limit_hi = 0xF, .available = 0,
+          .long_mode = kind == Segment::kCode64, .default_32 = kind != Segment::kCode64, .limit_in_pages = 1,
+          .base_hi = 0};
+}
+// The encodings every x86-64 kernel uses: the bit fields are laid out as the SDM draws them.
+constexpr uint64_t encoding(SegmentDescriptor d) { return __builtin_bit_cast(uint64_t, d); }
+static_assert(encoding(segment(Segment::kCode64, 0)) == 0x00AF9A000000FFFFull);
+static_assert(encoding(segment(Segment::kData, 0)) == 0x00CF92000000FFFFull);
+static_assert(encoding(segment(Segment::kCode32, 3)) == 0x00CFFA000000FFFFull);
+static_assert(encoding(segment(Segment::kData, 3)) == 0x00CFF2000000FFFFull);
+static_assert(encoding(segment(Segment::kCode64, 3)) == 0x00AFFA000000FFFFull);
+
+// The 16-byte TSS descriptor of long mode (SDM vol. 3, 8.2.3).
+struct TssDescriptor {
+  uint64_t limit_lo : 16, base_lo : 24, type : 4, zero : 1, dpl : 2, present : 1;
+  uint64_t limit_hi : 4, available : 1, reserved0 : 2, limit_in_pages : 1, base_mid : 8;
+  uint32_t base_hi, reserved1;
+};
+static_assert(sizeof(TssDescriptor) == 16);
+
+constexpr TssDescriptor tss_descriptor(uint64_t base) {
+  constexpr uint64_t limit = sizeof(Tss) - 1;
+  return {.limit_lo = limit & 0xFFFF, .base_lo = base & 0xFFFFFF, .type = 0x9 /* available 64-bit TSS */,
+          .zero = 0, .dpl = 0, .present = 1, .limit_hi = limit >> 16, .available = 0, .reserved0 = 0,
+          .limit_in_pages = 0, .base_mid = (base >> 24) & 0xFF, .base_hi = uint32_t(base >> 32), .reserved1 = 0};
+}
+
+struct DescriptorWords {
+  uint64_t lo, hi;
+};
+static_assert(__builtin_bit_cast(DescriptorWords, tss_descriptor(0x1122334455667788)).lo == 0x5500896677880067ull &&
+              __builtin_bit_cast(DescriptorWords, tss_descriptor(0x1122334455667788)).hi == 0x11223344);
+
+struct alignas(16) Gdt {
+  SegmentDescriptor null, kernel_code, kernel_data, user_code32, user_data, user_code;
+  TssDescriptor tss;
+};
+static_assert(sizeof(Gdt) == 8 * 8);
+static_assert(__builtin_offsetof(Gdt, kernel_code) == kKernelCs && __builtin_offsetof(Gdt, kernel_data) == kKernelDs);
+static_assert(__builtin_offsetof(Gdt, user_data) == (kUserDs & ~3) && __builtin_offsetof(Gdt, user_code) == (kUserCs & ~3));
+static_assert(__builtin_offsetof(Gdt, tss) == kTssSel);
+
+// STAR[47:32]: SYSCALL loads CS from it and SS from it + 8. STAR[63:48]: SYSRET to 64-bit mode
+// loads CS from it + 16 and SS from it + 8, both with RPL 3. (The kernel returns with iretq, but
+// keeps the layout so that sysret stays possible.)
+constexpr uint16_t kStarSyscallCs = kKernelCs, kStarSysretBase = __builtin_offsetof(Gdt, user_code32);
+static_assert(kStarSyscallCs + 8 == kKernelDs);
+static_assert(((kStarSysretBase + 16) | 3) == kUserCs && ((kStarSysretBase + 8) | 3) == kUserDs);
+
+// A 64-bit interrupt gate (SDM vol. 3, 6.14.1).
+struct IdtGate {
+  uint64_t offset_lo : 16, selector : 16, ist : 3, reserved0 : 5, type : 4, zero : 1, dpl : 2, present : 1,
+      offset_mid : 16;
+  uint32_t offset_hi, reserved1;
+};
+static_assert(sizeof(IdtGate) == 16);
+
+// DPL is the highest ring allowed to raise the vector with an INT instruction; exceptions the CPU
+// raises itself ignore it.
+constexpr IdtGate interrupt_gate(uint64_t handler, unsigned ist, unsigned dpl) {
+  return {.offset_lo = handler & 0xFFFF, .selector = kKernelCs, .ist = ist, .reserved0 = 0,
+          .type = 0xE /* 64-bit interrupt gate */, .zero = 0, .dpl = dpl, .present = 1,
+          .offset_mid = (handler >> 16) & 0xFFFF, .offset_hi = uint32_t(handler >> 32), .reserved1 = 0};
+}
+static_assert(__builtin_bit_cast(DescriptorWords, interrupt_gate(0x1122334455667788, 2, 3)).lo == 0x5566EE0200087788ull &&
+              __builtin_bit_cast(DescriptorWords, interrupt_gate(0x1122334455667788, 2, 3)).hi == 0x11223344);
 
 struct __attribute__((packed)) DescPtr {
   uint16_t limit;
@@ -45,61 +117,54 @@ struct __attribute__((packed)) DescPtr {
 static_assert(sizeof(DescPtr) == 10);
 
 constexpr unsigned kIstStack = 8192;
-// IST 1: #DF, 2: NMI, 3: #MC, 4: #PF. A kernel stack overflow faults on a fresh stack and is
-// reported instead of triple-faulting.
-alignas(16) char g_ist[4][kIstStack];
+// The TSS's interrupt stacks (0 = none, stay on the current stack). A kernel stack overflow
+// faults on a fresh stack and is reported instead of triple-faulting.
+enum Ist : unsigned { kNoIst, kIstDoubleFault, kIstNmi, kIstMachineCheck, kIstPageFault };
+alignas(16) char g_ist[kIstPageFault][kIstStack];
 alignas(16) Tss g_tss;
-alignas(16) uint64_t g_gdt[8];
-alignas(16) IdtEntry g_idt[256];
+Gdt g_gdt;
+alignas(16) IdtGate g_idt[256];
 
-// type_attr: present | DPL << 5 | 64-bit interrupt gate (0xE). DPL is the highest ring allowed to
-// raise the vector with an INT instruction; exceptions the CPU raises itself ignore it.
-void set_gate(unsigned v, uint64_t handler, uint8_t ist, uint8_t dpl = 0) {
-  const uint8_t type_attr = uint8_t(0x80 | (dpl & 3) << 5 | 0xE);
-  g_idt[v] = {uint16_t(handler), kKernelCs, ist, type_attr, uint16_t(handler >> 16), uint32_t(handler >> 32), 0};
-}
+void set_gate(unsigned v, uint64_t handler, unsigned ist, unsigned dpl = 0) { g_idt[v] = interrupt_gate(handler, ist, dpl); }
 
 void setup_gdt() {
-  g_gdt[0] = 0;
-  g_gdt[1] = 0x00AF9A000000FFFFull;  // kernel code 64
-  g_gdt[2] = 0x00CF92000000FFFFull;  // kernel data
-  g_gdt[3] = 0x00CFFA000000FFFFull;  // user code 32 (unused; sysret layout)
-  g_gdt[4] = 0x00CFF2000000FFFFull;  // user data
-  g_gdt[5] = 0x00AFFA000000FFFFull;  // user code 64
-  const uint64_t base = uint64_t(&g_tss), limit = sizeof(Tss) - 1;
-  g_gdt[6] = (limit & 0xFFFF) | ((base & 0xFFFFFF) << 16) | (0x89ull << 40) | (((limit >> 16) & 0xF) << 48) |
-             (((base >> 24) & 0xFF) << 56);
-  g_gdt[7] = base >> 32;
+  g_gdt = {.null = {},
+           .kernel_code = segment(Segment::kCode64, 0),
+           .kernel_data = segment(Segment::kData, 0),
+           .user_code32 = segment(Segment::kCode32, 3),  // unused; the sysret layout
+           .user_data = segment(Segment::kData, 3),
+           .user_code = segment(Segment::kCode64, 3),
+           .tss = tss_descriptor(uint64_t(&g_tss))};
   g_tss.rsp[0] = uint64_t(kernel_stack_top);
-  for (int i = 0; i < 4; ++i) g_tss.ist[i] = uint64_t(&g_ist[i][kIstStack]);
+  for (unsigned i = 0; i < kIstPageFault; ++i) g_tss.ist[i] = uint64_t(&g_ist[i][kIstStack]);
   g_tss.iomap_base = sizeof(Tss);  // no I/O bitmap: ring 3 gets no port access
-  DescPtr p{sizeof(g_gdt) - 1, uint64_t(g_gdt)};
+  DescPtr p{sizeof(g_gdt) - 1, uint64_t(&g_gdt)};
   asm volatile(
-      "lgdt %0\n"
-      "pushq $0x08\n"
+      "lgdt %[gdt]\n"
+      "pushq %[cs]\n"
       "leaq 1f(%%rip), %%rax\n"
       "pushq %%rax\n"
       "lretq\n"
-      "1: mov $0x10, %%ax\n"
+      "1: mov %[ds], %%ax\n"
       "mov %%ax, %%ds\n"
       "mov %%ax, %%es\n"
       "mov %%ax, %%ss\n"
-      "ltr %w1\n"
+      "ltr %w[tss]\n"
       :
-      : "m"(p), "r"(uint32_t(kTssSel))
+      : [gdt] "m"(p), [cs] "i"(kKernelCs), [ds] "i"(kKernelDs), [tss] "r"(uint32_t(kTssSel))
       : "rax", "memory");
 }
 
 void setup_idt() {
-  for (unsigned v = 0; v < 256; ++v) set_gate(v, uint64_t(isr_other), 0);
-  for (unsigned v = 0; v < 48; ++v) set_gate(v, isr_table[v], 0);
+  for (unsigned v = 0; v < 256; ++v) set_gate(v, uint64_t(isr_other), kNoIst);
+  for (unsigned v = 0; v < 48; ++v) set_gate(v, isr_table[v], kNoIst);
   // int3 is an INT instruction: with a DPL 0 gate ring 3 got #GP instead of #BP (SIGTRAP as on
   // Linux, whose #BP gate is DPL 3 too).
-  set_gate(3, isr_table[3], 0, 3);
-  set_gate(8, isr_table[8], 1);
-  set_gate(2, isr_table[2], 2);
-  set_gate(18, isr_table[18], 3);
-  set_gate(14, isr_table[14], 4);
+  set_gate(3, isr_table[3], kNoIst, 3);
+  set_gate(8, isr_table[8], kIstDoubleFault);
+  set_gate(2, isr_table[2], kIstNmi);
+  set_gate(18, isr_table[18], kIstMachineCheck);
+  set_gate(14, isr_table[14], kIstPageFault);
   DescPtr p{sizeof(g_idt) - 1, uint64_t(g_idt)};
   asm volatile("lidt %0" : : "m"(p));
 }
@@ -170,9 +235,16 @@ void enable_fpu_state() {
 
 void setup_syscall_msrs() {
   x86::wrmsr(x86::kMsrEfer, x86::rdmsr(x86::kMsrEfer) | 1);  // SCE
-  x86::wrmsr(x86::kMsrStar, (uint64_t(0x18) << 48) | (uint64_t(kKernelCs) << 32));
+  x86::wrmsr(x86::kMsrStar, uint64_t(kStarSysretBase) << 48 | uint64_t(kStarSyscallCs) << 32);
   x86::wrmsr(x86::kMsrLstar, uint64_t(syscall_entry));
   x86::wrmsr(x86::kMsrFmask, 0x47700);  // clear TF, IF, DF, IOPL, NT, AC on entry
+  // syscall_entry (syscall/entry.cpp) builds a ring-3 interrupt frame with the user selectors; its
+  // top-level asm cannot take operands, so they reach it as absolute symbols. Emits no code.
+  asm(".globl user_cs_selector, user_ss_selector\n"
+      ".set user_cs_selector, %c[cs]\n"
+      ".set user_ss_selector, %c[ss]"
+      :
+      : [cs] "i"(kUserCs), [ss] "i"(kUserDs));
 }
 
 }  // namespace
@@ -188,9 +260,9 @@ void cpu_init() {
 
 void apic_virtual_wire() {
   if (!g_cpu.apic) return;
-  uint64_t msr = x86::rdmsr(0x1B);
-  if (!(msr & (1ull << 11))) x86::wrmsr(0x1B, msr | (1ull << 11));  // globally enabled
-  const uint64_t base = kDirectMapBase + (x86::rdmsr(0x1B) & 0xFFFFFF000ull);
+  uint64_t msr = x86::rdmsr(x86::kMsrApicBase);
+  if (!(msr & (1ull << 11))) x86::wrmsr(x86::kMsrApicBase, msr | (1ull << 11));  // globally enabled
+  const uint64_t base = kDirectMapBase + (x86::rdmsr(x86::kMsrApicBase) & 0xFFFFFF000ull);
   auto reg = [base](uint32_t off) { return reinterpret_cast<volatile uint32_t*>(base + off); };
   *reg(0x80) = 0;             // task priority: accept everything
   *reg(0xF0) = 0x100 | 47;    // software-enabled; spurious vector 47 (ignored like a PIC spurious)
@@ -199,13 +271,18 @@ void apic_virtual_wire() {
   *reg(0x360) = 0x400;        // LINT1: NMI
 }
 
-void enter_user_copy(uint64_t rsp, const UserCopy& c) {
+namespace {
+
+// iretq into ring 3 at rip with rsp and IF set (no interrupt source is unmasked); rsi, rdi, rcx,
+// rdx, r8 and r9 are loaded from regs (in UserCopy's order), every other register is zero.
+[[noreturn]] void iret_to_user(uint64_t rip, uint64_t rsp, const UserCopy& regs) {
+  constexpr uint64_t kRflags = 1 << 9 | 1 << 1;  // IF, and bit 1, which is always set
   asm volatile(
       "mov %%ax, %%ds\n"
       "mov %%ax, %%es\n"
       "pushq %[ss]\n"
       "pushq %[rsp]\n"
-      "pushq $0x202\n"
+      "pushq %[rflags]\n"
       "pushq %[cs]\n"
       "pushq %[rip]\n"
       "mov 0(%%rbx), %%rsi\n"
@@ -219,33 +296,20 @@ void enter_user_copy(uint64_t rsp, const UserCopy& c) {
       "xor %%r12d, %%r12d\n xor %%r13d, %%r13d\n xor %%r14d, %%r14d\n xor %%r15d, %%r15d\n"
       "iretq\n"
       :
-      : "a"(uint64_t(kUserDs)), "b"(&c), [ss] "i"(uint64_t(kUserDs)), [rsp] "r"(rsp), [cs] "i"(uint64_t(kUserCs)),
-        [rip] "r"(uint64_t(user_start_stub))
+      : "a"(uint64_t(kUserDs)), "b"(&regs), [ss] "i"(uint64_t(kUserDs)), [rsp] "r"(rsp), [rflags] "i"(kRflags),
+        [cs] "i"(uint64_t(kUserCs)), [rip] "r"(rip)
       : "memory");
   __builtin_unreachable();
 }
 
+}  // namespace
+
+void enter_user_copy(uint64_t rsp, const UserCopy& c) { iret_to_user(uint64_t(user_start_stub), rsp, c); }
+
 void enter_user(uint64_t rip, uint64_t rsp) {
-  // iretq into ring 3 with IF set (no interrupt source is unmasked) and every other register
-  // zeroed: the ELF entry point reads rdx as an atexit hook, which must be 0.
-  asm volatile(
-      "mov %%ax, %%ds\n"
-      "mov %%ax, %%es\n"
-      "pushq %[ss]\n"
-      "pushq %[rsp]\n"
-      "pushq $0x202\n"
-      "pushq %[cs]\n"
-      "pushq %[rip]\n"
-      "xor %%eax, %%eax\n xor %%ebx, %%ebx\n xor %%ecx, %%ecx\n xor %%edx, %%edx\n"
-      "xor %%esi, %%esi\n xor %%edi, %%edi\n xor %%ebp, %%ebp\n"
-      "xor %%r8d, %%r8d\n xor %%r9d, %%r9d\n xor %%r10d, %%r10d\n xor %%r11d, %%r11d\n"
-      "xor %%r12d, %%r12d\n xor %%r13d, %%r13d\n xor %%r14d, %%r14d\n xor %%r15d, %%r15d\n"
-      "iretq\n"
-      :
-      : "a"(uint64_t(kUserDs)), [ss] "i"(uint64_t(kUserDs)), [rsp] "r"(rsp), [cs] "i"(uint64_t(kUserCs)),
-        [rip] "r"(rip)
-      : "memory");
-  __builtin_unreachable();
+  // The ELF entry point reads rdx as an atexit hook, which must be 0.
+  static constexpr UserCopy kNoRegisters{};
+  iret_to_user(rip, rsp, kNoRegisters);
 }
 
 }  // namespace bf::kern

@@ -6,8 +6,9 @@
 
 namespace bf::kern {
 
-// Segment selectors. The order user-data-then-user-code-64 after a 32-bit user code slot is what
-// sysret requires (STAR[63:48] + 8 = SS, + 16 = CS).
+// Segment selectors: GDT byte offset | requested privilege level. Their order is the one SYSCALL
+// and SYSRET require (cpu.cpp asserts it against the GDT): kernel data right after kernel code;
+// user data, then user code 64, after a 32-bit user code slot.
 constexpr uint16_t kKernelCs = 0x08, kKernelDs = 0x10, kUserDs = 0x20 | 3, kUserCs = 0x28 | 3, kTssSel = 0x30;
 
 struct CpuFeatures {

@@ -49,12 +49,15 @@ inline void invlpg(uint64_t va) { asm volatile("invlpg (%0)" : : "r"(va) : "memo
   for (;;) asm volatile("cli; hlt");
 }
 
-constexpr uint32_t kMsrEfer = 0xC0000080;
-constexpr uint32_t kMsrStar = 0xC0000081;
-constexpr uint32_t kMsrLstar = 0xC0000082;
-constexpr uint32_t kMsrFmask = 0xC0000084;
-constexpr uint32_t kMsrFsBase = 0xC0000100;
-constexpr uint32_t kMsrGsBase = 0xC0000101;
-constexpr uint32_t kMsrKernelGsBase = 0xC0000102;
+// Model-specific registers the kernel reads or writes.
+enum Msr : uint32_t {
+  kMsrApicBase = 0x1B,
+  kMsrEfer = 0xC0000080,
+  kMsrStar = 0xC0000081,
+  kMsrLstar = 0xC0000082,
+  kMsrFmask = 0xC0000084,
+  kMsrFsBase = 0xC0000100,
+  kMsrGsBase = 0xC0000101,
+};
 
 }  // namespace bf::kern::x86

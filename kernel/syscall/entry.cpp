@@ -27,10 +27,10 @@ syscall_entry:
     # calls, faults and the timer, so the scheduler can switch threads at any return to ring 3.
     mov %rsp, syscall_user_rsp(%rip)
     mov $kernel_stack_top, %rsp
-    pushq $0x23
+    pushq $user_ss_selector              # the selectors come from arch/cpu.cpp
     pushq syscall_user_rsp(%rip)
     push %r11
-    pushq $0x2b
+    pushq $user_cs_selector
     push %rcx
     pushq $0
     pushq $0x100

@@ -14,7 +14,6 @@
 #include "kernel/mm/phys.h"
 #include "kernel/mm/vm.h"
 #include "kernel/sched/sched.h"
-#include "kernel/syscall/names.h"
 #include "kernel/syscall/uaccess.h"
 
 namespace bf::kern {
@@ -157,6 +156,8 @@ int64_t sys_readv(uint64_t fd, uint64_t iov, uint64_t cnt) {
   return total;
 }
 
+constexpr int64_t kAtFdCwd = -100;  // AT_FDCWD: "relative to the working directory", here /
+
 bool is_root(const char* p) { return (p[0] == '/' && p[1] == 0) || (p[0] == '.' && p[1] == 0); }
 
 int64_t sys_openat(uint64_t upath, uint64_t flags) {
@@ -193,7 +194,7 @@ int64_t sys_newfstatat(int64_t dirfd, uint64_t upath, uint64_t ust, uint64_t fla
   if (const int64_t r = copy_path(upath, path, sizeof path)) return r;
   if (path[0] == 0) {
     if (!(flags & 0x1000)) return -ENOENT;  // AT_EMPTY_PATH
-    return dirfd == -100 ? fill_stat(0, true, ust) : sys_fstat(uint64_t(dirfd), ust);
+    return dirfd == kAtFdCwd ? fill_stat(0, true, ust) : sys_fstat(uint64_t(dirfd), ust);
   }
   if (is_root(path)) return fill_stat(0, true, ust);
   const int idx = bootfs_lookup(path);
@@ -359,6 +360,137 @@ int64_t sys_nanosleep(uint64_t ureq) {
   machine_exit(int(128 + (sig & 0x7F)));
 }
 
+// ---- the Linux entry points: argument registers -> the calls above ------------------------------
+// One linux_<name> per BF_SYSCALL in syscalls.def.
+
+int64_t linux_read(const SyscallFrame& f) { return sys_read(f.a0, f.a1, f.a2); }
+int64_t linux_write(const SyscallFrame& f) { return sys_write(f.a0, f.a1, f.a2); }
+int64_t linux_open(const SyscallFrame& f) { return sys_openat(f.a0, f.a1); }
+int64_t linux_close(const SyscallFrame& f) { return sys_close(f.a0); }
+int64_t linux_stat(const SyscallFrame& f) { return sys_newfstatat(kAtFdCwd, f.a0, f.a1, 0); }
+int64_t linux_fstat(const SyscallFrame& f) { return sys_fstat(f.a0, f.a1); }
+int64_t linux_lstat(const SyscallFrame& f) { return sys_newfstatat(kAtFdCwd, f.a0, f.a1, 0); }
+int64_t linux_lseek(const SyscallFrame& f) { return sys_lseek(f.a0, int64_t(f.a1), f.a2); }
+int64_t linux_mmap(const SyscallFrame& f) { return sys_mmap(f.a0, f.a1, f.a2, f.a3, f.a4, f.a5); }
+int64_t linux_mprotect(const SyscallFrame& f) { return vm_protect(f.a0, f.a1, vm_prot_flags(int(f.a2))); }
+int64_t linux_munmap(const SyscallFrame& f) { return vm_unmap(f.a0, f.a1); }
+int64_t linux_brk(const SyscallFrame& f) { return int64_t(vm_brk(f.a0)); }
+// Signal calls are accepted and inert: no signal is ever delivered.
+int64_t linux_rt_sigaction(const SyscallFrame& f) { return f.a2 ? put_zeros(f.a2, 32) : 0; }
+int64_t linux_rt_sigprocmask(const SyscallFrame& f) { return f.a2 ? put_user(f.a2, uint64_t(0)) : 0; }
+int64_t linux_sigaltstack(const SyscallFrame& f) {  // reported disabled (SS_DISABLE)
+  const struct { uint64_t sp; int32_t flags, pad; uint64_t size; } ss{0, 2, 0, 0};
+  return f.a1 ? put_user(f.a1, ss) : 0;
+}
+int64_t linux_ioctl(const SyscallFrame& f) { return get_fd(f.a0) ? -ENOTTY : -EBADF; }  // no terminals (TCGETS -> ENOTTY)
+int64_t linux_pread64(const SyscallFrame& f) { return sys_pread(f.a0, f.a1, f.a2, f.a3); }
+int64_t linux_readv(const SyscallFrame& f) { return sys_readv(f.a0, f.a1, f.a2); }
+int64_t linux_writev(const SyscallFrame& f) { return sys_writev(f.a0, f.a1, f.a2); }
+int64_t linux_access(const SyscallFrame& f) { return sys_access(f.a0, f.a1); }
+int64_t linux_sched_yield(const SyscallFrame&) { return sched_yield_call(); }
+int64_t linux_mremap(const SyscallFrame& f) { return sys_mremap(f.a0, f.a1, f.a2, f.a3); }
+int64_t linux_madvise(const SyscallFrame& f) { return sys_madvise(f.a0, f.a1, f.a2); }
+int64_t linux_nanosleep(const SyscallFrame& f) { return sys_nanosleep(f.a0); }
+int64_t linux_getpid(const SyscallFrame&) { return 1; }  // the one process
+int64_t linux_clone(const SyscallFrame& f) { return sched_clone(g_syscall_trap_frame, f.a0, f.a1, f.a2, f.a3, f.a4); }
+int64_t linux_exit(const SyscallFrame& f) { return sched_exit_thread(int(f.a0 & 0xFF)); }  // this thread
+int64_t send_signal(uint64_t sig) {
+  if (sig != 0) die_by_signal(sig);
+  return 0;
+}
+int64_t linux_kill(const SyscallFrame& f) { return send_signal(f.a1); }
+int64_t linux_uname(const SyscallFrame& f) { return sys_uname(f.a0); }
+int64_t linux_fcntl(const SyscallFrame& f) {
+  if (!get_fd(f.a0)) return -EBADF;
+  if (f.a1 == 1 || f.a1 == 2) return 0;                           // F_GETFD, F_SETFD
+  if (f.a1 == 3) return f.a0 == 1 || f.a0 == 2 ? 1 : 0;           // F_GETFL: O_WRONLY or O_RDONLY
+  return -EINVAL;
+}
+int64_t linux_getcwd(const SyscallFrame& f) {
+  const char root[2] = {'/', 0};
+  const int64_t r = f.a1 < 2 ? -ERANGE : put_user(f.a0, root);
+  return r == 0 ? 2 : r;
+}
+int64_t linux_readlink(const SyscallFrame& f) { return sys_readlink(f.a0, f.a1, f.a2); }
+int64_t linux_gettimeofday(const SyscallFrame& f) {
+  const uint64_t ns = realtime_ns();
+  const uint64_t tv[2] = {ns / 1000000000ull, ns % 1000000000ull / 1000};
+  return f.a0 ? put_user(f.a0, tv) : 0;
+}
+int64_t linux_getrlimit(const SyscallFrame& f) { return sys_prlimit(f.a0, 0, f.a1); }
+// Identity: root.
+int64_t linux_getuid(const SyscallFrame&) { return 0; }
+int64_t linux_getgid(const SyscallFrame&) { return 0; }
+int64_t linux_geteuid(const SyscallFrame&) { return 0; }
+int64_t linux_getegid(const SyscallFrame&) { return 0; }
+int64_t linux_getppid(const SyscallFrame&) { return 0; }
+int64_t linux_arch_prctl(const SyscallFrame& f) { return sys_arch_prctl(f.a0, f.a1); }
+int64_t linux_gettid(const SyscallFrame&) { return sched_current_tid(); }
+int64_t linux_tkill(const SyscallFrame& f) { return send_signal(f.a1); }
+int64_t linux_time(const SyscallFrame& f) {
+  const uint64_t s = realtime_ns() / 1000000000ull;
+  const int64_t r = f.a0 ? put_user(f.a0, s) : 0;
+  return r == 0 ? int64_t(s) : r;
+}
+int64_t linux_futex(const SyscallFrame& f) { return sched_futex(f.a0, f.a1, f.a2, f.a3, f.a5); }
+int64_t linux_sched_getaffinity(const SyscallFrame& f) {  // one CPU
+  const int64_t r = f.a1 < 8 ? -EINVAL : put_user(f.a2, uint64_t(1));
+  return r == 0 ? 8 : r;
+}
+int64_t linux_set_tid_address(const SyscallFrame&) { return sched_current_tid(); }
+int64_t linux_clock_gettime(const SyscallFrame& f) { return sys_clock_gettime(f.a0, f.a1); }
+int64_t linux_clock_getres(const SyscallFrame& f) {  // 1 ns
+  const uint64_t res[2] = {0, 1};
+  return f.a1 ? put_user(f.a1, res) : 0;
+}
+int64_t linux_clock_nanosleep(const SyscallFrame& f) { return sys_nanosleep(f.a2); }  // relative only
+[[noreturn]] int64_t linux_exit_group(const SyscallFrame& f) {
+  app_report_code_pages();
+  machine_exit(int(f.a0 & 0xFF));
+}
+int64_t linux_tgkill(const SyscallFrame& f) { return send_signal(f.a2); }
+int64_t linux_openat(const SyscallFrame& f) { return sys_openat(f.a1, f.a2); }
+int64_t linux_newfstatat(const SyscallFrame& f) { return sys_newfstatat(int64_t(f.a0), f.a1, f.a2, f.a3); }
+int64_t linux_readlinkat(const SyscallFrame& f) { return sys_readlink(f.a1, f.a2, f.a3); }
+int64_t linux_faccessat(const SyscallFrame& f) { return sys_access(f.a1, f.a2); }
+int64_t linux_set_robust_list(const SyscallFrame&) { return 0; }
+int64_t linux_prlimit64(const SyscallFrame& f) { return sys_prlimit(f.a1, f.a2, f.a3); }
+int64_t linux_getrandom(const SyscallFrame& f) { return sys_getrandom(f.a0, f.a1); }
+int64_t linux_rseq(const SyscallFrame&) { return -ENOSYS; }  // silently: glibc copes without it
+int64_t linux_clone3(const SyscallFrame& f) { return sched_clone3(g_syscall_trap_frame, f.a0, f.a1); }
+int64_t linux_faccessat2(const SyscallFrame& f) { return sys_access(f.a1, f.a2); }
+
+// ---- dispatch -------------------------------------------------------------------------------------
+
+const char* syscall_name(uint64_t nr) {
+  switch (nr) {
+#define BF_SYSCALL(nr, name) \
+  case nr: return #name;
+#define BF_SYSCALL_ENOSYS(nr, name) BF_SYSCALL(nr, name)
+#include "kernel/syscall/syscalls.def"
+#undef BF_SYSCALL
+#undef BF_SYSCALL_ENOSYS
+    default: return "unknown";
+  }
+}
+
+int64_t not_implemented(uint64_t nr) {
+  klog("syscall %lu (%s) is not implemented: -ENOSYS", nr, syscall_name(nr));
+  return -ENOSYS;
+}
+
+int64_t run_syscall(const SyscallFrame& f) {
+  switch (f.nr) {
+#define BF_SYSCALL(nr, name) \
+  case nr: return linux_##name(f);
+#define BF_SYSCALL_ENOSYS(nr, name)
+#include "kernel/syscall/syscalls.def"
+#undef BF_SYSCALL
+#undef BF_SYSCALL_ENOSYS
+    default: return not_implemented(f.nr);
+  }
+}
+
 }  // namespace
 
 TrapFrame* g_syscall_trap_frame = nullptr;
@@ -369,118 +501,8 @@ void syscall_set_trace(bool on) { g_trace = on; }
 
 using namespace bf::kern;
 
-extern "C" [[noreturn]] void syscall_bad_return(uint64_t rip) {
-  klog("application fault: system call return to a non-canonical address 0x%lx", rip);
-  machine_exit(128 + 11);
-}
-
 extern "C" int64_t syscall_dispatch(SyscallFrame* f) {
-  const uint64_t a0 = f->a0, a1 = f->a1, a2 = f->a2, a3 = f->a3, a4 = f->a4, a5 = f->a5;
-  int64_t r;
-  switch (f->nr) {
-    case 0: r = sys_read(a0, a1, a2); break;
-    case 1: r = sys_write(a0, a1, a2); break;
-    case 2: r = sys_openat(a0, a1); break;  // open
-    case 3: r = sys_close(a0); break;
-    case 4:  // stat
-    case 6: r = sys_newfstatat(-100, a0, a1, 0); break;  // lstat
-    case 5: r = sys_fstat(a0, a1); break;
-    case 8: r = sys_lseek(a0, int64_t(a1), a2); break;
-    case 9: r = sys_mmap(a0, a1, a2, a3, a4, a5); break;
-    case 10: {
-      r = vm_protect(a0, a1, vm_prot_flags(int(a2)));
-      break;
-    }
-    case 11: r = vm_unmap(a0, a1); break;
-    case 12: r = int64_t(vm_brk(a0)); break;
-    case 13:  // rt_sigaction: accepted, inert (no signals are ever delivered)
-      r = a2 ? put_zeros(a2, 32) : 0;
-      break;
-    case 14:  // rt_sigprocmask
-      r = a2 ? put_user(a2, uint64_t(0)) : 0;
-      break;
-    case 131: {  // sigaltstack: reported disabled (SS_DISABLE)
-      const struct { uint64_t sp; int32_t flags, pad; uint64_t size; } ss{0, 2, 0, 0};
-      r = a1 ? put_user(a1, ss) : 0;
-      break;
-    }
-    case 16: r = get_fd(a0) ? -ENOTTY : -EBADF; break;  // ioctl: no terminals (TCGETS -> ENOTTY)
-    case 17: r = sys_pread(a0, a1, a2, a3); break;
-    case 19: r = sys_readv(a0, a1, a2); break;
-    case 20: r = sys_writev(a0, a1, a2); break;
-    case 21: r = sys_access(a0, a1); break;
-    case 24: r = sched_yield_call(); break;
-    case 25: r = sys_mremap(a0, a1, a2, a3); break;
-    case 28: r = sys_madvise(a0, a1, a2); break;
-    case 35: r = sys_nanosleep(a0); break;
-    case 39: r = 1; break;  // getpid: the one process
-    case 186: r = sched_current_tid(); break;
-    case 56: r = sched_clone(g_syscall_trap_frame, a0, a1, a2, a3, a4); break;
-    case 435: r = sched_clone3(g_syscall_trap_frame, a0, a1); break;
-    case 110: r = 0; break;           // getppid
-    case 102: case 104: case 107: case 108: r = 0; break;  // get[e]uid, get[e]gid: root
-    case 60: r = sched_exit_thread(int(a0 & 0xFF)); break;  // exit: this thread
-    case 231:                                                 // exit_group
-      app_report_code_pages();
-      machine_exit(int(a0 & 0xFF));
-    case 62: case 200: case 234: {                        // kill, tkill, tgkill
-      const uint64_t sig = f->nr == 234 ? a2 : a1;
-      if (sig == 0) r = 0;
-      else die_by_signal(sig);
-      break;
-    }
-    case 63: r = sys_uname(a0); break;
-    case 72: {  // fcntl
-      Fd* d = get_fd(a0);
-      r = !d ? -EBADF : (a1 == 1 || a1 == 2) ? 0 : a1 == 3 ? (a0 == 1 || a0 == 2 ? 1 : 0) : -EINVAL;
-      break;
-    }
-    case 79: {  // getcwd
-      const char root[2] = {'/', 0};
-      r = a1 < 2 ? -ERANGE : put_user(a0, root);
-      if (r == 0) r = 2;
-      break;
-    }
-    case 89: r = sys_readlink(a0, a1, a2); break;
-    case 96: {  // gettimeofday
-      const uint64_t ns = realtime_ns();
-      const uint64_t tv[2] = {ns / 1000000000ull, ns % 1000000000ull / 1000};
-      r = a0 ? put_user(a0, tv) : 0;
-      break;
-    }
-    case 97: r = sys_prlimit(a0, 0, a1); break;  // getrlimit
-    case 158: r = sys_arch_prctl(a0, a1); break;
-    case 201: {  // time
-      const uint64_t s = realtime_ns() / 1000000000ull;
-      r = a0 ? put_user(a0, s) : 0;
-      if (r == 0) r = int64_t(s);
-      break;
-    }
-    case 202: r = sched_futex(a0, a1, a2, a3, a5); break;
-    case 204:  // sched_getaffinity: one CPU
-      r = a1 < 8 ? -EINVAL : put_user(a2, uint64_t(1));
-      if (r == 0) r = 8;
-      break;
-    case 218: r = sched_current_tid(); break;  // set_tid_address
-    case 228: r = sys_clock_gettime(a0, a1); break;
-    case 229: {  // clock_getres: 1 ns
-      const uint64_t res[2] = {0, 1};
-      r = a1 ? put_user(a1, res) : 0;
-      break;
-    }
-    case 230: r = sys_nanosleep(a2); break;  // clock_nanosleep (relative only)
-    case 257: r = sys_openat(a1, a2); break;
-    case 262: r = sys_newfstatat(int64_t(a0), a1, a2, a3); break;
-    case 267: r = sys_readlink(a1, a2, a3); break;  // readlinkat
-    case 269: case 439: r = sys_access(a1, a2); break;  // faccessat, faccessat2
-    case 273: r = 0; break;  // set_robust_list
-    case 302: r = sys_prlimit(a1, a2, a3); break;
-    case 318: r = sys_getrandom(a0, a1); break;
-    case 334: r = -ENOSYS; break;  // rseq: glibc copes without it
-    default:
-      klog("syscall %lu (%s) is not implemented: -ENOSYS", f->nr, syscall_name(f->nr));
-      r = -ENOSYS;
-  }
-  if (g_trace) klog("strace: [%d] %s(0x%lx, 0x%lx, 0x%lx) = %ld", sched_current_tid(), syscall_name(f->nr), a0, a1, a2, r);
+  const int64_t r = run_syscall(*f);
+  if (g_trace) klog("strace: [%d] %s(0x%lx, 0x%lx, 0x%lx) = %ld", sched_current_tid(), syscall_name(f->nr), f->a0, f->a1, f->a2, r);
   return r;
 }
