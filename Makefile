@@ -26,8 +26,8 @@ build-san: deps
 	@cmake --build build-san -j $(JOBS)
 
 test: build build-san
-	cd build && ctest --output-on-failure -j $(JOBS)
-	cd build-san && ctest --output-on-failure -j $(JOBS)
+	cd build && XDG_CACHE_HOME=$(CURDIR)/build/test-cache ctest --output-on-failure -j $(JOBS)
+	cd build-san && XDG_CACHE_HOME=$(CURDIR)/build-san/test-cache ctest --output-on-failure -j $(JOBS)
 
 fuzz: build-san
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) cmake --build build-san --target fuzz

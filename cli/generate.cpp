@@ -159,6 +159,9 @@ struct Flags {
   jit::Options jit;
   bool jit_given = false;  // a --jit=MODE flag: the store does not choose the policy then
   std::string state_path = state::default_state_path();
+  // --state or $BAREFLOW_STATE: a store that cannot be used is an error. The default location only
+  // gets a note (a read-only home, the unikernel's "/") and the run goes on without a store.
+  bool state_named = std::getenv("BAREFLOW_STATE") && *std::getenv("BAREFLOW_STATE");
   bool use_state = true;
   uint64_t state_max = state::Options{}.max_bytes;
 };
@@ -219,7 +222,7 @@ bool parse_flags(int argc, char** argv, Flags& g) {
     } else if (f == "--state") {
       g.state_path = a.value(f);
       if (g.state_path.empty()) fail(f, "needs a file name");
-      g.use_state = true;
+      g.use_state = g.state_named = true;
     } else if (f == "--no-state") {
       g.use_state = false;
     } else if (f == "--state-max") {
@@ -294,9 +297,17 @@ Timings generate(Transformer& transformer, const Model& model, const Tokenizer& 
 // path is known. A store that cannot be used is refused with one line, as any bad input.
 std::unique_ptr<state::Store> open_state(const Flags& g) {
   if (!g.use_state || g.state_path.empty()) return nullptr;
-  state::make_parent_dirs(g.state_path);
   state::Options o{.max_bytes = g.state_max, .fault = state::fault_plan_from_env()};
-  auto s = std::make_unique<state::Store>(state::Store::open(g.state_path, o));
+  std::unique_ptr<state::Store> s;
+  try {
+    state::make_parent_dirs(g.state_path);
+    s = std::make_unique<state::Store>(state::Store::open(g.state_path, o));
+  } catch (const Error& e) {
+    if (g.state_named) throw;
+    std::fprintf(stderr, "bareflow: note: running without a store: %s (--state FILE names another)\n",
+                 e.message.c_str());
+    return nullptr;
+  }
   for (const std::string& p : s->problems()) std::fprintf(stderr, "bareflow: state: %s\n", p.c_str());
   return s;
 }

@@ -432,6 +432,14 @@ Expected<Variant> Compiler::load(const Spec& spec, Tier tier, const std::string&
   return v;
 }
 
+std::string variant_symbol(const std::string& unit, Tier tier, const std::string& key) {
+  uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a
+  for (const unsigned char c : key) h = (h ^ c) * 0x100000001b3ull;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "_%016llx", (unsigned long long)h);
+  return "bf_" + unit + "_" + tier_name(tier) + buf;
+}
+
 std::string Compiler::key_of(const Spec& spec, Tier tier, bool reassoc) const {
   static const uint64_t bitcode_hash = [] {
     uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a

@@ -117,6 +117,10 @@ class Compiler {
   std::map<VariantId, llvm::IntrusiveRefCntPtr<llvm::orc::ResourceTracker>> trackers_;
 };
 
+// The symbol a variant's code defines, named by its cache key so that a stored object is found
+// again: "bf_<unit>_<tier>_<hash of key>".
+std::string variant_symbol(const std::string& unit, Tier tier, const std::string& key);
+
 // The embedded kernel bitcode (bytes).
 size_t kernel_bitcode_size();
 

@@ -102,14 +102,6 @@ std::string Runtime::cache_key(size_t unit, Tier tier) const {
   return std::string(unit_name(unit)) + " " + compiler_->key_of(spec_of(unit), tier, o_.reassoc);
 }
 
-std::string Runtime::symbol_of(size_t unit, Tier tier, const std::string& key) const {
-  uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a
-  for (const unsigned char c : key) h = (h ^ c) * 0x100000001b3ull;
-  char buf[96];
-  std::snprintf(buf, sizeof buf, "bf_%s_%s_%016" PRIx64, unit_name(unit), tier_name(tier), h);
-  return buf;
-}
-
 void Runtime::warm_start() {
   const Tier top = plan_.back().first;
   for (size_t unit = 0; unit < kUnitCount; unit++) {
@@ -126,7 +118,7 @@ void Runtime::warm_start() {
     const std::string key = cache_key(unit, want);
     const std::vector<uint8_t>* object = o_.cache->object(key);
     if (!object) continue;
-    llvm::Expected<Variant> v = compiler_->load(spec_of(unit), want, symbol_of(unit, want, key), *object);
+    llvm::Expected<Variant> v = compiler_->load(spec_of(unit), want, variant_symbol(unit_name(unit), want, key), *object);
     if (!v) {
       std::fprintf(o_.log, "bareflow: jit: %s: the stored %s variant does not link (%s); compiling it again\n",
                    unit_name(unit), tier_name(want), llvm::toString(v.takeError()).c_str());
@@ -553,7 +545,7 @@ void Runtime::process(Job& j) {
                                            : hooks_->miscompile_site(Site(j.unit), j.tier));
   const std::string key = cache_key(j.unit, j.tier);
   compiles_++;
-  llvm::Expected<Variant> v = compiler_->compile(spec_of(j.unit), j.tier, symbol_of(j.unit, j.tier, key),
+  llvm::Expected<Variant> v = compiler_->compile(spec_of(j.unit), j.tier, variant_symbol(name, j.tier, key),
                                                  {.interp_slot = j.unit, .reassoc = o_.reassoc, .miscompile = miscompile});
   if (!v) {
     failures_++;

@@ -176,10 +176,8 @@ class Runtime final : public MatvecObserver, public prof::VariantSource {
   // |variant - expected| allowed by the options (0: bit for bit).
   float tolerance(const std::vector<float>& want, Tier tier) const;
   void install(size_t unit, const Variant& v, const std::string& key, bool loaded);
-  // The cache key of a unit's variant at `tier`, and the symbol its code defines (named by the key,
-  // so that a stored object is found again).
+  // The cache key of a unit's variant at `tier`: the unit's name, then Compiler::key_of.
   std::string cache_key(size_t unit, Tier tier) const;
-  std::string symbol_of(size_t unit, Tier tier, const std::string& key) const;
   // Options::cache: every unit at the tier it learned, from stored code where the key matches.
   void warm_start();
   // First call of a variant loaded from the cache: out (rows stacked as expected() does) against

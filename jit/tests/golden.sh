@@ -11,7 +11,7 @@ models=$here/../../../shared/models
 err=${TMPDIR:-/tmp}/bf-jit-golden.$$
 trap 'rm -f "$err"' EXIT
 out=$("$bin" generate "$models/stories260K.bin" -z "$models/tok512.bin" -t 0 -n "$steps" -i "Once upon a time" \
-  "$@" --trace-jit 2>"$err")
+  --no-state "$@" --trace-jit 2>"$err")
 golden=$("$BF_PYTHON" "$here/../../tests/tools/golden_text.py")
 text_ok=0
 if [ "$steps" = 200 ]; then

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <random>
 
 #include "engine/model.h"
@@ -337,6 +338,81 @@ TEST(Runtime, MiscompiledFusedVariantIsRejectedAndSitesStaySeparate) {
       nullptr, &hooks);
   const std::string line = first_line(log);
   EXPECT_NE(line.find("fused O3 variant rejected by verification"), std::string::npos) << line;
+}
+
+// Options::cache as the store would fill it: learned tiers and objects by key; remembers the keys
+// it was asked for.
+struct MapCache final : CodeCache {
+  std::map<std::string, Tier> tiers;
+  std::map<std::string, std::vector<uint8_t>> objects;
+  mutable std::vector<std::string> asked;
+  Tier learned_tier(std::string_view unit) const override {
+    const auto it = tiers.find(std::string(unit));
+    return it == tiers.end() ? Tier::Aot : it->second;
+  }
+  const std::vector<uint8_t>* object(const std::string& key) const override {
+    asked.push_back(key);
+    const auto it = objects.find(key);
+    return it == objects.end() ? nullptr : &it->second;
+  }
+  void keep(const std::vector<UnitOutcome>& units) {
+    for (const UnitOutcome& u : units) {
+      tiers[u.name] = u.tier;
+      if (!u.key.empty() && u.object) objects[u.key].assign(u.object->begin(), u.object->end());
+    }
+  }
+};
+
+TEST(Runtime, WarmStartFromTheCacheCompilesNothingWithIdenticalLogits) {
+  MapCache cache;
+  const Options o{.policy = Policy::Fixed, .fixed = Tier::O3, .sync = true, .cache = &cache};
+  expect_identical_logits("stories260K-q8_0.gguf", o, 8, [&](Runtime& r) {
+    EXPECT_EQ(r.compiles(), kSiteCount + kFusionCount);
+    EXPECT_EQ(r.loaded(), 0u);
+    cache.keep(r.outcomes());
+  });
+  ASSERT_EQ(cache.objects.size(), kSiteCount + kFusionCount);
+  expect_identical_logits("stories260K-q8_0.gguf", o, 8, [&](Runtime& r) {
+    EXPECT_EQ(r.compiles(), 0u);
+    EXPECT_EQ(r.loaded(), kSiteCount + kFusionCount);
+    EXPECT_EQ(r.rejections(), 0u);
+    EXPECT_EQ(r.time_to_top_s(), 0.0);
+    EXPECT_NE(r.fused_kernel(Fusion::Qkv), nullptr);
+    for (const UnitOutcome& u : r.outcomes()) EXPECT_TRUE(u.loaded) << u.name;
+  });
+}
+
+// Code under the right key that computes the wrong thing (as a bad build or a bug would leave):
+// its first call's output is replaced by the AOT kernel's, the variant dropped and compiled again.
+TEST(Runtime, WrongCodeUnderTheRightKeyIsRejectedOnItsFirstCall) {
+  MapCache cache;
+  cache.tiers["wq"] = Tier::O3;
+  FILE* log = std::tmpfile();
+  const Options o{.policy = Policy::Tiered, .thresholds = {2, 4, 8, 16}, .sync = true, .cache = &cache, .log = log};
+  {
+    const std::unique_ptr<Model> model = load_model(BF_SHARED_MODELS "/stories260K.bin");
+    Transformer t(*model, reference_kernels());
+    const std::unique_ptr<Runtime> r = Runtime::create(t, o);
+    ASSERT_EQ(cache.asked.size(), 1u);  // wq's O3 key; no object yet
+    llvm::Expected<std::unique_ptr<Compiler>> c = Compiler::create();
+    ASSERT_TRUE(bool(c));
+    llvm::Expected<Variant> bad = (*c)->compile(Spec{t.site_matrix(Site::Wq)}, Tier::O3,
+                                               variant_symbol("wq", Tier::O3, cache.asked[0]), {.miscompile = true});
+    ASSERT_TRUE(bool(bad)) << llvm::toString(bad.takeError());
+    cache.objects[cache.asked[0]].assign(bad->object->begin(), bad->object->end());
+  }
+  expect_identical_logits("stories260K.bin", o, 24, [&](Runtime& r) {
+    EXPECT_EQ(r.loaded(), 1u);
+    EXPECT_EQ(r.rejections(), 1u);
+    EXPECT_EQ(r.site_tier(Site::Wq), Tier::O3);  // compiled again, straight to the tier it learned
+    for (const UnitOutcome& u : r.outcomes())
+      if (u.name == "wq") {
+        EXPECT_EQ(u.rejected_key, cache.asked[0]);
+        EXPECT_FALSE(u.loaded);
+      }
+  });
+  const std::string line = first_line(log);
+  EXPECT_NE(line.find("wq: the stored O3 variant was rejected by verification"), std::string::npos) << line;
 }
 
 // A mixed-precision file: one layer's wq in another type. A kernel specialized to layer 0 would
