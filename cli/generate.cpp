@@ -290,6 +290,8 @@ Timings generate(Transformer& transformer, const Model& model, const Tokenizer& 
     timings.decode_tok_s = secs > 0 ? double(pos - first_timed) / secs : 0.0;
     std::fprintf(stderr, "achieved tok/s: %f\n", timings.decode_tok_s);
   }
+  // From the command's start (model loading, the store and the JIT's warm start included).
+  if (timings.first_token_s > 0) std::fprintf(stderr, "time to first token: %.4f s\n", timings.first_token_s);
   return timings;
 }
 
