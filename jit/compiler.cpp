@@ -387,10 +387,17 @@ Expected<Variant> Compiler::compile(const Spec& spec, Tier tier, const std::stri
   v.optimize_ms = elapsed_ms() - v.parse_ms;
   orc::ResourceTrackerSP rt = j->getMainJITDylib().createResourceTracker();
   if (llvm::Error e = j->addIRModule(rt, orc::ThreadSafeModule(std::move(*m), std::move(ctx)))) return e;
-  Expected<orc::ExecutorAddr> addr = j->lookup(name);  // compiles and links now
+  if (llvm::Error e = link(*j, std::move(rt), name, spec.fused, v)) return e;  // compiles now
+  v.compile_ms = elapsed_ms();
+  return v;
+}
+
+llvm::Error Compiler::link(orc::LLJIT& j, IntrusiveRefCntPtr<orc::ResourceTracker> rt, const std::string& name,
+                           bool fused, Variant& v) {
+  Expected<orc::ExecutorAddr> addr = j.lookup(name);
   if (!addr) return joinErrors(addr.takeError(), rt->remove());
   trackers_.emplace(v.id, std::move(rt));
-  if (spec.fused) {
+  if (fused) {
     v.fused = addr->toPtr<FusedFn>();
   } else {
     v.fn = addr->toPtr<MatvecFn>();
@@ -398,8 +405,7 @@ Expected<Variant> Compiler::compile(const Spec& spec, Tier tier, const std::stri
   v.code_bytes = last_object_text_;
   v.object = std::move(last_object_);
   code_bytes_ += v.code_bytes;
-  v.compile_ms = elapsed_ms();
-  return v;
+  return Error::success();
 }
 
 Expected<Variant> Compiler::load(const Spec& spec, Tier tier, const std::string& name,
@@ -417,17 +423,7 @@ Expected<Variant> Compiler::load(const Spec& spec, Tier tier, const std::string&
   orc::ResourceTrackerSP rt = j->getMainJITDylib().createResourceTracker();
   const StringRef bytes(reinterpret_cast<const char*>(object.data()), object.size());
   if (llvm::Error e = j->addObjectFile(rt, MemoryBuffer::getMemBufferCopy(bytes, name))) return e;
-  Expected<orc::ExecutorAddr> addr = j->lookup(name);  // links now
-  if (!addr) return joinErrors(addr.takeError(), rt->remove());
-  trackers_.emplace(v.id, std::move(rt));
-  if (spec.fused) {
-    v.fused = addr->toPtr<FusedFn>();
-  } else {
-    v.fn = addr->toPtr<MatvecFn>();
-  }
-  v.code_bytes = last_object_text_;
-  last_object_.reset();
-  code_bytes_ += v.code_bytes;
+  if (llvm::Error e = link(*j, std::move(rt), name, spec.fused, v)) return e;
   v.compile_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
   return v;
 }

@@ -99,6 +99,10 @@ class Compiler {
  private:
   Compiler() = default;
   llvm::Expected<llvm::orc::LLJIT&> jit_for(Tier tier);
+  // Looks `name` up (compiling or linking what rt holds), keeps rt as v's tracker, fills v's entry
+  // point, code size and object.
+  llvm::Error link(llvm::orc::LLJIT& j, llvm::IntrusiveRefCntPtr<llvm::orc::ResourceTracker> rt,
+                   const std::string& name, bool fused, Variant& v);
 
   std::mutex mu_;  // LLVM state below; compiles are serialized
   std::string cpu_, features_;
