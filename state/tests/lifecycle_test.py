@@ -127,7 +127,8 @@ def test_fused_warm_start():
 
 def test_flags():
     store = fresh("none.bfs")
-    r = subprocess.run([BAREFLOW, "generate"] + MODEL + GREEDY + ["--no-state", "--trace-jit"], capture_output=True,
+    r = subprocess.run([BAREFLOW, "generate"] + MODEL + GREEDY + ["--no-state"] + (["--trace-jit"] if JIT else []),
+                       capture_output=True,
                        timeout=300, env=env(BAREFLOW_STATE=store))
     check("--no-state: golden text, no store written, JIT off by default",
           r.returncode == 0 and r.stdout == GOLDEN and not os.path.exists(store) and b"jit summary" not in r.stderr,
