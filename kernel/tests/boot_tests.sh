@@ -68,6 +68,13 @@ case $case_name in
     boot --app "$guest" --module "$f" -- file "/$(basename "$f")"
     expect_status 0
     grep -q "ok=1" "$tmp/out" || fail "read/mmap checksums differ" ;;
+  mapfixed)
+    # [harden] row 10: MAP_FIXED (file, file copy, anonymous), munmap and mprotect of a few pages
+    # inside an 8 MiB mapping made of 2 MiB pages change exactly those pages (the guest checks
+    # every other word and the EFAULTs); the guest itself is the file.
+    boot --app "$guest" --module "$guest" -- mapfixed "/$(basename "$guest")"
+    expect_status 0
+    grep -qF "ok=1" "$tmp/out" || fail "the mapping around the replaced pages changed" ;;
   threads)
     # pthreads: condvar handshake, floating point in every thread, a busy-waiting thread that
     # only finishes if the scheduler preempts, joins. Same numbers as on Linux.
