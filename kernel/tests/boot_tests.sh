@@ -75,6 +75,20 @@ case $case_name in
     boot --app "$guest" --module "$guest" -- mapfixed "/$(basename "$guest")"
     expect_status 0
     grep -qF "ok=1" "$tmp/out" || fail "the mapping around the replaced pages changed" ;;
+  syscall-fuzz)
+    # 20,000 seeded random system calls (kernel/tests/guest/syscall_fuzz.c, docs/FUZZING.md): the
+    # kernel must neither panic nor hang, every call returns, the summary is printed, exit 0.
+    # The seeds after the first are regressions: runs that once found a kernel bug.
+    fuzz=${BF_SYSCALL_FUZZ:?the fuzzer (kernel_syscall_fuzz) is passed by CTest}
+    for run in "1 20000"; do
+      set -- $run
+      boot --app "$fuzz" --module "$guest" -- "$1" "$2" "/$(basename "$guest")"
+      expect_status 0
+      grep -q "^syscall_fuzz: seed=$1 calls=$2 ok=[1-9][0-9]* errors=[1-9][0-9]* .*EFAULT=[1-9]" "$tmp/out" ||
+        fail "seed $1: no summary with successes, errors and EFAULTs"
+      grep -q "PANIC" "$tmp/err" && fail "seed $1: kernel panic"
+      cat "$tmp/out"
+    done ;;
   threads)
     # pthreads: condvar handshake, floating point in every thread, a busy-waiting thread that
     # only finishes if the scheduler preempts, joins. Same numbers as on Linux.
