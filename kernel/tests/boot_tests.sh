@@ -78,7 +78,9 @@ case $case_name in
   syscall-fuzz)
     # 20,000 seeded random system calls (kernel/tests/guest/syscall_fuzz.c, docs/FUZZING.md): the
     # kernel must neither panic nor hang, every call returns, the summary is printed, exit 0.
-    # The seeds after the first are regressions: runs that once found a kernel bug.
+    # Seed 1's 20,000 calls include 6 mremap calls on kernel-half addresses, which returned the
+    # address as a success before the mremap fix (exit 1 then: checked by reverting it). More
+    # "SEED COUNT" pairs go in the list when a soak finds something.
     fuzz=${BF_SYSCALL_FUZZ:?the fuzzer (kernel_syscall_fuzz) is passed by CTest}
     for run in "1 20000"; do
       set -- $run
@@ -163,7 +165,14 @@ case $case_name in
       llvm=$(sed -nE 's/.*functions on used pages: LLVM ([0-9]+) of ([0-9]+) .*/\1 \2/p' "$tmp/err")
       [ -n "$pages" ] && [ -n "$llvm" ] || fail "--jit=$mode: no code pages report"
       set -- $pages $llvm
-      [ "$1" -gt 0 ] && [ "$1" -lt "$2" ] && [ "$4" -gt 1000 ] && [ "$3" -lt "$4" ] || fail "--jit=$mode: implausible report: $pages / $llvm"
+      # A bareflow built without LLVM (BAREFLOW_JIT off, or LLVM 19 missing at configure time) has
+      # no LLVM functions at all: then only the page counts are checked.
+      if [ "$modes" = off ]; then
+        [ "$1" -gt 0 ] && [ "$1" -lt "$2" ] && [ "$3" = 0 ] || fail "--jit=$mode: implausible report: $pages / $llvm"
+      else
+        [ "$1" -gt 0 ] && [ "$1" -lt "$2" ] && [ "$4" -gt 1000 ] && [ "$3" -lt "$4" ] ||
+          fail "--jit=$mode: implausible report: $pages / $llvm"
+      fi
       eval "used_$mode=$1 llvm_$mode=$3"
     done
     if [ "$modes" != off ]; then
