@@ -83,8 +83,20 @@ int64_t place(uint64_t addr, uint64_t len, bool fixed, uint64_t align) {
     if (!remove_span(addr, len)) return -ENOMEM;
     return int64_t(addr);
   }
-  const uint64_t va = align_up(g_mmap_next, align);
-  if (va + len > kMmapTop || va + len < va) return -ENOMEM;
+  // Past every region the range would overlap (MAP_FIXED may have put one above the cursor: the
+  // cursor used to land on it, replacing its pages). Regions never overlap each other, so each
+  // move passes a different region: at most g_nregions moves.
+  uint64_t va = align_up(g_mmap_next, align);
+  for (unsigned moves = 0;; ++moves) {
+    KASSERT(moves <= g_nregions);
+    if (va < g_mmap_next || va + len > kMmapTop || va + len < va) return -ENOMEM;
+    bool moved = false;
+    for (unsigned i = 0; i < g_nregions && !moved; ++i) {
+      const Region& r = g_regions[i];
+      if (r.va < va + len && va < r.va + r.len) va = align_up(r.va + r.len, align), moved = true;
+    }
+    if (!moved) break;
+  }
   g_mmap_next = va + len;
   return int64_t(va);
 }

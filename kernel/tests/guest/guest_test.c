@@ -153,10 +153,24 @@ static int mapfixed_test(const char* path) {
   long r4 = syscall(SYS_clock_gettime, CLOCK_MONOTONIC, t);
   t = (struct timespec*)(base + MF_PROT_OFF + 2 * MF_PAGE);
   long r5 = syscall(SYS_clock_gettime, CLOCK_MONOTONIC, t);
-  const int ok = bad == 0 && r1 == -1 && e1 == EFAULT && r2 == -1 && e2 == EFAULT && r3 == -1 && e3 == EFAULT &&
+  /* A mapping placed by the kernel never lands on one placed with MAP_FIXED: fix one just past
+     where the kernel would put the next one, then ask for a placed one. */
+  unsigned char* probe = mmap(NULL, MF_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (probe == MAP_FAILED) return fail("mmap probe");
+  unsigned char* fixed = (unsigned char*)(((unsigned long)probe + MF_PAGE + (2ul << 20) - 1) & ~((2ul << 20) - 1));
+  if (mmap(fixed, MF_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) != fixed)
+    return fail("MAP_FIXED_NOREPLACE past the probe");
+  memset(fixed, 0x5c, MF_PAGE);
+  unsigned char* placed = mmap(NULL, 4ul << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (placed == MAP_FAILED) return fail("mmap 4 MiB");
+  memset(placed, 0x3a, 4ul << 20);
+  const int apart = (placed + (4ul << 20) <= fixed || placed >= fixed + MF_PAGE) && fixed[0] == 0x5c &&
+                    fixed[MF_PAGE - 1] == 0x5c;
+  if (!apart) fprintf(stderr, "mapfixed: placed mapping %p overlaps the fixed page %p\n", (void*)placed, (void*)fixed);
+  const int ok = apart && bad == 0 && r1 == -1 && e1 == EFAULT && r2 == -1 && e2 == EFAULT && r3 == -1 && e3 == EFAULT &&
                  r4 == 0 && r5 == 0;
-  printf("mapfixed: bad=%lu unmapped=%ld/%d readonly=%ld/%d file=%ld/%d neighbours=%ld/%ld ok=%d\n", bad, r1, e1,
-         r2, e2, r3, e3, r4, r5, ok);
+  printf("mapfixed: bad=%lu unmapped=%ld/%d readonly=%ld/%d file=%ld/%d neighbours=%ld/%ld apart=%d ok=%d\n", bad,
+         r1, e1, r2, e2, r3, e3, r4, r5, apart, ok);
   return ok ? 0 : 1;
 }
 

@@ -39,6 +39,7 @@
 #define BUF_LEN (1ul << 20)
 #define GUARD_LEN (64ul << 10)
 #define WIN_LEN (32ul << 20) /* scratch window for address-space calls */
+#define FAR_WIN (0x10000000000ul + (256ul << 20)) /* a second one, unmapped at first (1 TiB + 256 MiB) */
 #define MAX_RECORDS 32      /* non-fixed mappings this program made, unmapped oldest first */
 #define MAX_NR 1200         /* numbers drawn mostly below this; also fully random 64-bit ones */
 #define MAX_COUNT 100000000ul
@@ -224,13 +225,17 @@ static uint64_t gen_vm_range(uint64_t* len, int* record) {
   *record = -1;
   const uint64_t k = below(10);
   if (k < 7) {
+    /* One time in seven the far window instead: nothing is mapped there at first, and the
+       kernel's cursor for placed mappings (from 1 TiB up) reaches it after ~200 MiB of them, so
+       placed mappings must learn to skip what MAP_FIXED put there. */
+    const uint64_t base = k == 6 ? FAR_WIN : (uint64_t)g_win;
     uint64_t off = below(WIN_LEN);
     if (below(4)) off &= ~(PAGE - 1);
     if (below(3) == 0) off &= ~((2ul << 20) - 1);
     uint64_t l = below(3) ? below(WIN_LEN - off + 1) : PAGE * below(8);
     if (below(3) == 0) l = (l + PAGE - 1) & ~(PAGE - 1);
     *len = l > WIN_LEN - off ? WIN_LEN - off : l;
-    return (uint64_t)g_win + off;
+    return base + off;
   }
   if (k < 9 && g_nrec) {
     const unsigned i = (unsigned)below(g_nrec);
@@ -251,7 +256,8 @@ static uint64_t gen_vm_range(uint64_t* len, int* record) {
 }
 
 static void record(uint64_t addr, uint64_t len) {
-  if (addr >= (uint64_t)g_win && addr < (uint64_t)g_win + WIN_LEN) return; /* the window's own */
+  if (addr >= (uint64_t)g_win && addr < (uint64_t)g_win + WIN_LEN) return; /* the windows' own */
+  if (addr >= FAR_WIN && addr < FAR_WIN + WIN_LEN) return;
   if (g_nrec == MAX_RECORDS) { /* make room: unmap the oldest (keeps memory in use bounded) */
     const unsigned i = g_rec_next++ % MAX_RECORDS;
     syscall(SYS_munmap, g_rec[i].addr, g_rec[i].len);
@@ -317,6 +323,7 @@ static int sanitize(uint64_t nr, uint64_t a[6]) {
         a[1] = len;
         rec = -1; /* mapping over a record keeps it a record of something mapped */
         if (a[0] < (uint64_t)g_win || a[0] >= (uint64_t)g_win + WIN_LEN) a[1] = len ? len : PAGE;
+        if (a[0] >= FAR_WIN && a[0] < FAR_WIN + WIN_LEN) a[1] = len;
       }
       if (below(2)) a[3] = (a[3] & ~0xfful) | (below(2) ? MAP_PRIVATE : MAP_SHARED) | (below(2) ? MAP_ANONYMOUS : 0);
       if (below(2)) a[4] = g_file_fd;
