@@ -4,11 +4,12 @@
 #   make bench  benchmark on synthetic models of real shapes, then the store's run-by-run lifecycle table
 #   make build  leave the executable at build/bareflow
 #   make fuzz   every libFuzzer target for FUZZ_SECONDS (default 600), corpora kept in build-san/fuzz-corpus
+#   make soak   long seeded runs (scripts/soak.sh): for now 1M random system calls in the unikernel
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 FUZZ_SECONDS ?= 600
 
-.PHONY: build run test bench image deps clean fuzz
+.PHONY: build run test bench image deps clean fuzz soak
 
 deps:
 	@scripts/install-deps.sh
@@ -31,6 +32,9 @@ test: build build-san
 
 fuzz: build-san
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) cmake --build build-san --target fuzz
+
+soak: build
+	@scripts/soak.sh $(SOAK_PARTS)
 
 image: build
 	@cmake --build build -j $(JOBS) --target image

@@ -14,6 +14,7 @@ char g_exe_path[kModNameMax + 1];
 }  // namespace
 
 void bootfs_init(const BootInfo& bi) {
+  KASSERT(bi.nmods <= kMaxModules && g_nfiles == 0);  // bootinfo.cpp bounds the list; called once
   for (unsigned i = 0; i < bi.nmods; ++i) {
     BootFile& f = g_files[g_nfiles++];
     kstrlcpy(f.name, bi.mods[i].name, sizeof f.name);
@@ -23,6 +24,7 @@ void bootfs_init(const BootInfo& bi) {
 }
 
 void bootfs_set_exe(int index) {
+  KASSERT(index >= 0 && index < g_nfiles);
   g_exe = index;
   ksnprintf(g_exe_path, sizeof g_exe_path, "/%s", g_files[index].name);
 }

@@ -36,39 +36,81 @@ bool range_ok(uint64_t addr, uint64_t len) {
   return !(addr & (kPageSize - 1)) && len && addr >= kUserMin && addr < kUserTop && len <= kUserTop - addr;
 }
 
-// Drops [addr, addr+len) from the region list and the tables, freeing owned frames.
-void remove_span(uint64_t addr, uint64_t len) {
+// Drops [addr, addr+len) from the tables and the region list, freeing owned frames. Regions only
+// partly inside the range keep their outside parts, so exactly the range asked goes (Linux munmap /
+// MAP_FIXED semantics). Returns false when the region list has no slot for the second piece of a
+// region cut in two (Linux: ENOMEM past vm.max_map_count) or when splitting a large page at an edge
+// finds no frame for the new table; in both cases no frame is freed while still mapped.
+bool remove_span(uint64_t addr, uint64_t len) {
   const uint64_t end = addr + len;
+  KASSERT(end > addr);
+  // Regions never overlap, so at most one region strictly contains the range and needs a slot.
   for (unsigned i = 0; i < g_nregions; ++i) {
+    const Region& r = g_regions[i];
+    if (r.va < addr && end < r.va + r.len && g_nregions == kMaxRegions) return false;
+  }
+  // The tables first: a failed split leaves part of the range unmapped but every frame still
+  // recorded (a leak until the next unmap of the range, never a mapped frame handed out again).
+  const bool unmapped = g_pt.unmap(addr, len);
+  x86::flush_tlb();
+  if (!unmapped) return false;
+  const unsigned before = g_nregions;
+  // Bounded: a visit either skips a slot or replaces its region by at most two pieces outside the
+  // range (skipped when reached), so there are at most 3 * before + 2 visits.
+  for (unsigned i = 0, visits = 0; i < g_nregions; ++i) {
+    KASSERT(++visits <= 3 * before + 2);
     const Region r = g_regions[i];
     const uint64_t s = r.va > addr ? r.va : addr, e = r.va + r.len < end ? r.va + r.len : end;
     if (s >= e) continue;
     if (r.owned) phys_free(r.phys + (s - r.va), e - s);
     g_regions[i] = g_regions[--g_nregions];
     --i;  // revisit this slot; the pieces appended below lie outside [addr, end)
-    if (s > r.va && g_nregions < kMaxRegions) g_regions[g_nregions++] = {r.va, s - r.va, r.phys, r.owned};
-    if (e < r.va + r.len && g_nregions < kMaxRegions)
+    if (s > r.va) {
+      KASSERT(g_nregions < kMaxRegions);
+      g_regions[g_nregions++] = {r.va, s - r.va, r.phys, r.owned};
+    }
+    if (e < r.va + r.len) {
+      KASSERT(g_nregions < kMaxRegions);  // the slot check above
       g_regions[g_nregions++] = {e, r.va + r.len - e, r.phys + (e - r.va), r.owned};
+    }
   }
-  g_pt.unmap(addr, len);
-  x86::flush_tlb();
+  return true;
 }
 
 int64_t place(uint64_t addr, uint64_t len, bool fixed, uint64_t align) {
   if (fixed) {
     if (!range_ok(addr, len)) return -EINVAL;
-    remove_span(addr, len);
+    if (!remove_span(addr, len)) return -ENOMEM;
     return int64_t(addr);
   }
-  const uint64_t va = align_up(g_mmap_next, align);
-  if (va + len > kMmapTop || va + len < va) return -ENOMEM;
+  // Past every region the range would overlap (MAP_FIXED may have put one above the cursor: the
+  // cursor used to land on it, replacing its pages). Regions never overlap each other, so each
+  // move passes a different region: at most g_nregions moves.
+  uint64_t va = align_up(g_mmap_next, align);
+  for (unsigned moves = 0;; ++moves) {
+    KASSERT(moves <= g_nregions);
+    if (va < g_mmap_next || va + len > kMmapTop || va + len < va) return -ENOMEM;
+    bool moved = false;
+    for (unsigned i = 0; i < g_nregions && !moved; ++i) {
+      const Region& r = g_regions[i];
+      if (r.va < va + len && va < r.va + r.len) va = align_up(r.va + r.len, align), moved = true;
+    }
+    if (!moved) break;
+  }
   g_mmap_next = va + len;
   return int64_t(va);
 }
 
 int64_t add_region(uint64_t va, uint64_t len, uint64_t phys, bool owned, uint64_t flags, bool small_pages = false) {
   if (g_nregions == kMaxRegions) return -ENOMEM;
-  if (!g_pt.map(va, phys, len, flags, !small_pages)) return -ENOMEM;
+  if (!g_pt.map(va, phys, len, flags, !small_pages)) {
+    // Out of table frames part of the way: drop what was mapped, since the caller frees the
+    // frames (leaving them mapped would hand ring 3 frames the allocator gives out again). The
+    // range was free of other mappings, so no large page needs splitting and this cannot fail.
+    KASSERT(g_pt.unmap(va, len));
+    x86::flush_tlb();
+    return -ENOMEM;
+  }
   g_regions[g_nregions++] = {va, len, phys, owned};
   return int64_t(va);
 }
@@ -133,18 +175,28 @@ int64_t vm_map_anon(uint64_t addr, uint64_t len, uint64_t flags, bool fixed) {
 int64_t vm_map_frames(uint64_t addr, uint64_t phys, uint64_t len, uint64_t flags, bool fixed, bool small_pages) {
   len = align_up(len, kPageSize);
   if (len == 0) return -EINVAL;
-  // Keep the virtual address congruent with the frames modulo 2 MiB so large pages can be used.
-  const int64_t va = place(addr, len + kLargePageSize, fixed, kLargePageSize);
+  if (fixed) {
+    // Exactly [addr, addr+len) is replaced, nothing beyond it (row 10: the 2 MiB of slack below
+    // used to be removed here too, unmapping the neighbouring memory).
+    const int64_t va = place(addr, len, true, kPageSize);
+    if (va < 0) return va;
+    return add_region(uint64_t(va), len, phys, false, flags, small_pages);
+  }
+  // Keep the virtual address congruent with the frames modulo 2 MiB so large pages can be used:
+  // reserve 2 MiB of slack and start at the frames' offset inside it.
+  const int64_t va = place(addr, len + kLargePageSize, false, kLargePageSize);
   if (va < 0) return va;
-  const uint64_t v = fixed ? uint64_t(va) : uint64_t(va) + (phys & (kLargePageSize - 1));
-  return add_region(v, len, phys, false, flags, small_pages);
+  return add_region(uint64_t(va) + (phys & (kLargePageSize - 1)), len, phys, false, flags, small_pages);
 }
 
 bool vm_map_fixed_owned(uint64_t addr, uint64_t len, uint64_t flags, uint64_t* phys_out) {
   len = align_up(len, kPageSize);
   const uint64_t phys = phys_alloc_zeroed(len, frame_align(len));
   if (!phys) return false;
-  if (add_region(addr, len, phys, true, flags) < 0) return false;
+  if (add_region(addr, len, phys, true, flags) < 0) {
+    phys_free(phys, len);
+    return false;
+  }
   if (phys_out) *phys_out = phys;
   return true;
 }
@@ -152,7 +204,7 @@ bool vm_map_fixed_owned(uint64_t addr, uint64_t len, uint64_t flags, uint64_t* p
 int64_t vm_unmap(uint64_t addr, uint64_t len) {
   len = align_up(len, kPageSize);
   if (!range_ok(addr, len)) return -EINVAL;
-  remove_span(addr, len);
+  if (!remove_span(addr, len)) return -ENOMEM;
   return 0;
 }
 

@@ -242,6 +242,9 @@ int64_t sys_mmap(uint64_t addr, uint64_t len, uint64_t prot, uint64_t flags, uin
 int64_t sys_mremap(uint64_t old, uint64_t old_len, uint64_t new_len, uint64_t flags) {
   old_len = align_up(old_len, kPageSize), new_len = align_up(new_len, kPageSize);
   if ((old & (kPageSize - 1)) || new_len == 0) return -EINVAL;
+  // Outside the user window nothing is mapped (Linux: EFAULT); without this a shrink "succeeded"
+  // and returned the kernel address (found by the syscall fuzzer, seed 11).
+  if (old < kUserMin || old >= kUserTop || old_len > kUserTop - old) return -EFAULT;
   if (new_len <= old_len) {
     if (new_len < old_len) vm_unmap(old + new_len, old_len - new_len);
     return int64_t(old);

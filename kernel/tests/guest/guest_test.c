@@ -83,6 +83,97 @@ static int argv_modes(int argc, char** argv) {
   return 0;
 }
 
+/* Row 10 of [harden]: replacing part of a 2 MiB-backed anonymous mapping (MAP_FIXED of a file, of
+   a private writable file copy, of anonymous memory; munmap; mprotect) must change exactly the
+   pages asked for, as on Linux. The kernel maps the 8 MiB with 2 MiB pages, so each replacement
+   splits a large page; a kernel that drops more than the range makes the pattern check fault
+   (exit 139) or fail. */
+#define MF_LEN (8ul << 20)
+#define MF_PAGE 4096ul
+static unsigned long mf_word(unsigned long i) { return (i * 0x9e3779b97f4a7c15ul) ^ 0x5a5a5a5a5a5a5a5aul; }
+
+/* Offsets (from the base) of the replaced ranges, each inside a 2 MiB page, not at its start. */
+#define MF_FILE_OFF ((2ul << 20) + 3 * MF_PAGE)      /* read-only file, 2 pages */
+#define MF_COPY_OFF ((3ul << 20) + 5 * MF_PAGE)      /* private writable file copy, 1 page */
+#define MF_ANON_OFF ((4ul << 20) + 7 * MF_PAGE)      /* anonymous, 3 pages */
+#define MF_UNMAP_OFF ((5ul << 20) + 9 * MF_PAGE)     /* munmap, 1 page */
+#define MF_PROT_OFF ((6ul << 20) + 11 * MF_PAGE)     /* mprotect PROT_READ, 2 pages */
+
+static int mf_in(unsigned long off, unsigned long start, unsigned long pages) {
+  return off >= start && off < start + pages * MF_PAGE;
+}
+
+static int mapfixed_test(const char* path) {
+  int fd = open(path, O_RDONLY);
+  if (fd < 0) return fail("open");
+  static unsigned char file[2 * MF_PAGE];
+  if (read(fd, file, sizeof file) != (ssize_t)sizeof file) return fail("read 2 pages of the file");
+  unsigned char* base = mmap(NULL, MF_LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (base == MAP_FAILED) return fail("mmap 8 MiB");
+  unsigned long* w = (unsigned long*)base;
+  const unsigned long words = MF_LEN / sizeof(unsigned long);
+  for (unsigned long i = 0; i < words; ++i) w[i] = mf_word(i);
+
+  unsigned char* p = mmap(base + MF_FILE_OFF, 2 * MF_PAGE, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0);
+  if (p != base + MF_FILE_OFF) return fail("MAP_FIXED file");
+  p = mmap(base + MF_COPY_OFF, MF_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd, MF_PAGE);
+  if (p != base + MF_COPY_OFF) return fail("MAP_FIXED writable file copy");
+  p = mmap(base + MF_ANON_OFF, 3 * MF_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+  if (p != base + MF_ANON_OFF) return fail("MAP_FIXED anonymous");
+  if (munmap(base + MF_UNMAP_OFF, MF_PAGE) != 0) return fail("munmap 1 page");
+  if (mprotect(base + MF_PROT_OFF, 2 * MF_PAGE, PROT_READ) != 0) return fail("mprotect 2 pages");
+
+  /* Every other word still holds the pattern (and the neighbours of the read-only pages are still
+     writable); the replaced ranges hold what replaced them. */
+  unsigned long bad = 0;
+  for (unsigned long i = 0; i < words; ++i) {
+    const unsigned long off = i * sizeof(unsigned long);
+    if (mf_in(off, MF_UNMAP_OFF, 1)) continue;
+    const unsigned char* b = base + off;
+    unsigned long want;
+    if (mf_in(off, MF_FILE_OFF, 2)) memcpy(&want, file + (off - MF_FILE_OFF), sizeof want);
+    else if (mf_in(off, MF_COPY_OFF, 1)) memcpy(&want, file + MF_PAGE + (off - MF_COPY_OFF), sizeof want);
+    else if (mf_in(off, MF_ANON_OFF, 3)) want = 0;
+    else want = mf_word(i);
+    unsigned long got;
+    memcpy(&got, b, sizeof got);
+    if (got != want && bad++ < 4) fprintf(stderr, "mapfixed: word at +0x%lx is %lx, want %lx\n", off, got, want);
+    if (!mf_in(off, MF_PROT_OFF, 2) && !mf_in(off, MF_FILE_OFF, 2)) w[i] = got;  /* still writable */
+  }
+  /* The unmapped page and the read-only pages, as the kernel sees them: writing through them is
+     EFAULT (raw system call: no vDSO on Linux either), their neighbours are fine. */
+  struct timespec* t;
+  long r1 = syscall(SYS_clock_gettime, CLOCK_MONOTONIC, base + MF_UNMAP_OFF);
+  int e1 = errno;
+  long r2 = syscall(SYS_clock_gettime, CLOCK_MONOTONIC, base + MF_PROT_OFF + MF_PAGE);
+  int e2 = errno;
+  long r3 = syscall(SYS_clock_gettime, CLOCK_MONOTONIC, base + MF_FILE_OFF);
+  int e3 = errno;
+  t = (struct timespec*)(base + MF_UNMAP_OFF - 64);
+  long r4 = syscall(SYS_clock_gettime, CLOCK_MONOTONIC, t);
+  t = (struct timespec*)(base + MF_PROT_OFF + 2 * MF_PAGE);
+  long r5 = syscall(SYS_clock_gettime, CLOCK_MONOTONIC, t);
+  /* A mapping placed by the kernel never lands on one placed with MAP_FIXED: fix one just past
+     where the kernel would put the next one, then ask for a placed one. */
+  unsigned char* probe = mmap(NULL, MF_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (probe == MAP_FAILED) return fail("mmap probe");
+  unsigned char* fixed = (unsigned char*)(((unsigned long)probe + MF_PAGE + (2ul << 20) - 1) & ~((2ul << 20) - 1));
+  if (mmap(fixed, MF_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) != fixed)
+    return fail("MAP_FIXED_NOREPLACE past the probe");
+  memset(fixed, 0x5c, MF_PAGE);
+  unsigned char* placed = mmap(NULL, 4ul << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (placed == MAP_FAILED) return fail("mmap 4 MiB");
+  memset(placed, 0x3a, 4ul << 20);
+  const int apart = (placed + (4ul << 20) <= fixed || placed >= fixed + MF_PAGE) && fixed[0] == 0x5c &&
+                    fixed[MF_PAGE - 1] == 0x5c;
+  if (!apart) fprintf(stderr, "mapfixed: placed mapping %p overlaps the fixed page %p\n", (void*)placed, (void*)fixed);
+  const int ok = apart && bad == 0 && r1 == -1 && e1 == EFAULT && r2 == -1 && e2 == EFAULT && r3 == -1 && e3 == EFAULT &&
+                 r4 == 0 && r5 == 0;
+  printf("mapfixed: bad=%lu unmapped=%ld/%d readonly=%ld/%d file=%ld/%d neighbours=%ld/%ld apart=%d ok=%d\n", bad,
+         r1, e1, r2, e2, r3, e3, r4, r5, apart, ok);
+  return ok ? 0 : 1;
+}
+
 int main(int argc, char** argv) {
   const char* mode = argc > 1 ? argv[1] : "hello";
   if (!strcmp(mode, "argv") || !strcmp(mode, "sleep")) return argv_modes(argc, argv);
@@ -178,6 +269,7 @@ int main(int argc, char** argv) {
     return s1 == s2 && total == st.st_size ? 0 : 1;
   }
   if (!strcmp(mode, "threads")) return threads_test();
+  if (!strcmp(mode, "mapfixed")) return argc > 2 ? mapfixed_test(argv[2]) : fail("usage: mapfixed PATH");
   if (!strcmp(mode, "cpu")) {
     /* What ring 3 sees: CPUID.7.EBX (AVX2 bit 5, AVX-512F bit 16), CPUID.1.ECX (OSXSAVE bit 27), XCR0. */
     unsigned a, b, c, d, lo, hi;

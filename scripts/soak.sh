@@ -1,0 +1,66 @@
+#!/bin/bash
+# make soak: long runs of the tests that take a seed and a count, part by part. Each part prints
+# one summary line (what ran, how long, what it found); logs stay in build/soak/. Exit 1 if any
+# part failed. More parts go in the PARTS list below.
+#   scripts/soak.sh [PART...]          (default: every part)
+#   SOAK_CALLS=1000000 SOAK_SEEDS="1001 1002 1003 1004" SOAK_JOBS=2 SOAK_ACCEL=--tcg SOAK_MEM=
+#   (kernel-syscalls-lowmem: the same fuzzer on a 56 MiB machine, 200,000 calls, seeds 2001 2002)
+set -u
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${SOAK_BUILD:-$root/build}
+out=$build/soak
+mkdir -p "$out"
+PARTS="kernel-syscalls kernel-syscalls-lowmem"
+
+# The unikernel system-call fuzzer (kernel/tests/guest/syscall_fuzz.c): SOAK_CALLS calls split
+# evenly over SOAK_SEEDS, SOAK_JOBS machines at a time, each bounded by a timeout.
+# $1: the part's name (log file prefix); the rest of the settings come from the environment.
+part_kernel_syscalls() {
+  local name=$1 calls=${SOAK_CALLS:-1000000} seeds=${SOAK_SEEDS:-"1001 1002 1003 1004"} jobs=${SOAK_JOBS:-2}
+  local accel=${SOAK_ACCEL:---tcg} mem=${SOAK_MEM:+--mem $SOAK_MEM} k=$build/kernel
+  local n_seeds per t0 t1 failed=0 running=0 seed
+  n_seeds=$(echo $seeds | wc -w)
+  per=$(( (calls + n_seeds - 1) / n_seeds ))
+  for f in bfboot kernel_syscall_fuzz kernel_guest_test bareflow-kernel.bin; do
+    [ -e "$k/$f" ] || { echo "soak $name: $k/$f missing (make build)"; return 1; }
+  done
+  t0=$(date +%s.%N)
+  for seed in $seeds; do
+    # Well above the ~2,300 calls/s measured under TCG: a hang is reported as status 124.
+    ( timeout $((per / 200 + 120)) "$k/bfboot" $accel $mem --timeout $((per / 250 + 60)) --kernel "$k" \
+        --app "$k/kernel_syscall_fuzz" --module "$k/kernel_guest_test" -- "$seed" "$per" /kernel_guest_test \
+        >"$out/$name-$seed.out" 2>"$out/$name-$seed.log"
+      echo $? >"$out/$name-$seed.status" ) &
+    running=$((running + 1))
+    if [ "$running" -ge "$jobs" ]; then wait -n; running=$((running - 1)); fi
+  done
+  wait
+  t1=$(date +%s.%N)
+  for seed in $seeds; do
+    local st
+    st=$(cat "$out/$name-$seed.status")
+    if [ "$st" != 0 ] || ! grep -q "^syscall_fuzz: seed=$seed calls=$per " "$out/$name-$seed.out" ||
+       grep -q "PANIC" "$out/$name-$seed.log"; then
+      echo "soak $name: seed $seed FAILED (status $st): $out/$name-$seed.{out,log}"
+      tail -5 "$out/$name-$seed.log"
+      failed=1
+    else
+      grep "^syscall_fuzz: seed=" "$out/$name-$seed.out" | tail -1
+    fi
+  done
+  printf 'soak %s: %d calls (%d seeds x %d), %.0f s wall, %s%s, %d jobs: %s\n' "$name" "$((per * n_seeds))" \
+    "$n_seeds" "$per" "$(awk "BEGIN { print $t1 - $t0 }")" "${accel#--}" "${SOAK_MEM:+, $SOAK_MEM MiB}" "$jobs" "$([ $failed = 0 ] && echo ok || echo FAILED)" |
+    tee -a "$out/summary.txt"
+  return $failed
+}
+
+status=0
+for p in ${@:-$PARTS}; do
+  case $p in
+    kernel-syscalls) part_kernel_syscalls "$p" || status=1 ;;
+    kernel-syscalls-lowmem)  # out-of-memory paths: most large mmap/brk/mremap calls fail
+      SOAK_CALLS=${SOAK_LOWMEM_CALLS:-200000} SOAK_SEEDS="2001 2002" SOAK_MEM=56 part_kernel_syscalls "$p" || status=1 ;;
+    *) echo "soak: unknown part $p (parts: $PARTS)"; status=1 ;;
+  esac
+done
+exit $status
