@@ -4,7 +4,7 @@
 #   make bench  benchmark on synthetic models of real shapes, then the store's run-by-run lifecycle table
 #   make build  leave the executable at build/bareflow
 #   make fuzz   every libFuzzer target for FUZZ_SECONDS (default 600), corpora kept in build-san/fuzz-corpus
-#   make soak   long seeded runs (scripts/soak.sh): for now 1M random system calls in the unikernel
+#   make soak   long seeded runs (scripts/soak.sh): 1M random system calls in the unikernel, 200+ store crash trials
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 FUZZ_SECONDS ?= 600

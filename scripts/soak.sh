@@ -10,7 +10,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build=${SOAK_BUILD:-$root/build}
 out=$build/soak
 mkdir -p "$out"
-PARTS="kernel-syscalls kernel-syscalls-lowmem"
+PARTS="kernel-syscalls kernel-syscalls-lowmem state-crashes"
 
 # The unikernel system-call fuzzer (kernel/tests/guest/syscall_fuzz.c): SOAK_CALLS calls split
 # evenly over SOAK_SEEDS, SOAK_JOBS machines at a time, each bounded by a timeout.
@@ -54,12 +54,29 @@ part_kernel_syscalls() {
   return $failed
 }
 
+# The persistent store through whole runs (state/tests/lifecycle_test.py): every fault point of a
+# cold and a warm run, then SOAK_KILLS (default 200) runs SIGKILLed at random moments.
+part_state_crashes() {
+  local name=$1 kills=${SOAK_KILLS:-200} t0 t1 st
+  [ -x "$build/bareflow" ] || { echo "soak $name: $build/bareflow missing (make build)"; return 1; }
+  t0=$(date +%s.%N)
+  XDG_CACHE_HOME=$out/cache python3 "$root/state/tests/lifecycle_test.py" "$build/bareflow" "$root/../shared/models" \
+    --jit --kill-trials "$kills" --seed "$(date +%s)" >"$out/$name.log" 2>&1
+  st=$?
+  t1=$(date +%s.%N)
+  printf 'soak %s: %s, %.0f s wall: %s\n' "$name" "$(grep '^crash trials:' "$out/$name.log")" \
+    "$(awk "BEGIN { print $t1 - $t0 }")" "$([ $st = 0 ] && echo ok || echo "FAILED ($out/$name.log)")" |
+    tee -a "$out/summary.txt"
+  return $st
+}
+
 status=0
 for p in ${@:-$PARTS}; do
   case $p in
     kernel-syscalls) part_kernel_syscalls "$p" || status=1 ;;
     kernel-syscalls-lowmem)  # out-of-memory paths: most large mmap/brk/mremap calls fail
       SOAK_CALLS=${SOAK_LOWMEM_CALLS:-200000} SOAK_SEEDS="2001 2002" SOAK_MEM=56 part_kernel_syscalls "$p" || status=1 ;;
+    state-crashes) part_state_crashes "$p" || status=1 ;;
     *) echo "soak: unknown part $p (parts: $PARTS)"; status=1 ;;
   esac
 done
