@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "engine/build_id.h"
+#include "engine/fnv1a.h"
 #include "llvm/Bitcode/BitcodeReader.h"
 #include "llvm/Config/llvm-config.h"
 #include "llvm/ExecutionEngine/ExecutionEngine.h"
@@ -429,19 +430,13 @@ Expected<Variant> Compiler::load(const Spec& spec, Tier tier, const std::string&
 }
 
 std::string variant_symbol(const std::string& unit, Tier tier, const std::string& key) {
-  uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a
-  for (const unsigned char c : key) h = (h ^ c) * 0x100000001b3ull;
   char buf[32];
-  std::snprintf(buf, sizeof buf, "_%016llx", (unsigned long long)h);
+  std::snprintf(buf, sizeof buf, "_%016llx", (unsigned long long)fnv1a(key));
   return "bf_" + unit + "_" + tier_name(tier) + buf;
 }
 
 std::string Compiler::key_of(const Spec& spec, Tier tier, bool reassoc) const {
-  static const uint64_t bitcode_hash = [] {
-    uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a
-    for (const char* p = bf_kernels_bc_start; p != bf_kernels_bc_end; p++) h = (h ^ uint8_t(*p)) * 0x100000001b3ull;
-    return h;
-  }();
+  static const uint64_t bitcode_hash = fnv1a(std::string_view(bf_kernels_bc_start, kernel_bitcode_size()));
   const Matrix& W = spec.W;
   char head[256];
   std::snprintf(head, sizeof head, "%s %s type=%d group=%d rows=%lld cols=%lld rows2=%lld rows3=%lld reassoc=%d ",

@@ -107,9 +107,10 @@ void Runtime::warm_start() {
   for (size_t unit = 0; unit < kUnitCount; unit++) {
     Unit& u = units_[unit];
     if (u.state.load(std::memory_order_relaxed) != State::Counting) continue;  // not uniform, fusion off
+    const Tier learned = o_.cache->learned_tier(unit_name(unit));
+    if (is_group(unit) && learned == Tier::Aot) continue;  // never fused before
     // A fixed policy's tier is known; a tiered one starts where the last run ended (groups: fused).
-    Tier want = o_.policy == Policy::Fixed || is_group(unit) ? top : std::min(o_.cache->learned_tier(unit_name(unit)), top);
-    if (is_group(unit) && o_.cache->learned_tier(unit_name(unit)) == Tier::Aot) continue;
+    const Tier want = o_.policy == Policy::Fixed || is_group(unit) ? top : std::min(learned, top);
     if (want < Tier::O0) continue;  // the interpreter keeps no object, and is left early anyway
     if (!is_group(unit)) {
       u.learned = want;
@@ -148,10 +149,10 @@ void Runtime::check_loaded(size_t unit, float* const* out, const Matrix* const* 
   const std::vector<float> want = expected(unit, W, m, x, xq, t_.kernels(), INT64_MAX, base);
   const Tier tier = Tier(u.tier.load(std::memory_order_relaxed));
   const float tol = tolerance(want, tier);
+  const auto rows_of = [&](int i) { return (i + 1 < m ? base[i + 1] : int64_t(want.size())) - base[i]; };
   std::string why;
   for (int i = 0; i < m && why.empty(); i++) {
-    const int64_t rows = (i + 1 < m ? base[i + 1] : int64_t(want.size())) - base[i];
-    for (int64_t r = 0; r < rows; r++)
+    for (int64_t r = 0; r < rows_of(i); r++)
       if (!matches(out[i][r], want[size_t(base[i] + r)], tol)) {
         char buf[160];
         std::snprintf(buf, sizeof buf, "row %" PRId64 " of matrix %d: %.9g, AOT kernel %.9g", r, i, double(out[i][r]),
@@ -161,10 +162,8 @@ void Runtime::check_loaded(size_t unit, float* const* out, const Matrix* const* 
       }
   }
   if (why.empty()) return;
-  for (int i = 0; i < m; i++) {  // this call's outputs as the AOT kernels give them
-    const int64_t rows = (i + 1 < m ? base[i + 1] : int64_t(want.size())) - base[i];
-    std::memcpy(out[i], want.data() + base[i], size_t(rows) * sizeof(float));
-  }
+  for (int i = 0; i < m; i++)  // this call's outputs as the AOT kernels give them
+    std::memcpy(out[i], want.data() + base[i], size_t(rows_of(i)) * sizeof(float));
   rejections_++;
   std::fprintf(o_.log, "bareflow: jit: %s: the stored %s variant was rejected by verification (%s); compiling it again\n",
                unit_name(unit), tier_name(tier), why.c_str());

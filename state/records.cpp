@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "engine/error.h"
+#include "engine/fnv1a.h"
 
 namespace bf::state {
 
@@ -120,12 +121,6 @@ T decode_record(const std::vector<uint8_t>& v, const std::string& where, uint32_
   fields(r, x, static_cast<const T*>(nullptr));
   r.end();
   return x;
-}
-
-uint64_t fnv1a(const std::string& s) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ull;
-  return h;
 }
 
 }  // namespace
