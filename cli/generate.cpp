@@ -249,7 +249,7 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 // run.c's loop: the prompt (as one batch unless --no-prefill), then sampling, each piece streamed to
 // stdout as it is decoded; the tok/s lines go to stderr.
 struct Timings {
-  double first_token_s = 0;  // from `start` until the first generated piece was written
+  double first_token_s = 0;  // from run_start (the command's start) until the first sampled piece was written
   double decode_tok_s = 0;   // after the first step, as printed
 };
 
