@@ -40,15 +40,15 @@ const std::vector<uint8_t>* ModelStore::object(const std::string& key) const {
 }
 
 RunRecord ModelStore::record(const std::vector<jit::UnitOutcome>& units, RunRecord run, const std::string& file_name) {
-  if (m_.runs == 0) store_.erase_all(Kind::Variant, variant_prefix(id_.hash));
+  const std::string prefix = variant_prefix(id_.hash);
+  if (m_.runs == 0) store_.erase_all(Kind::Variant, prefix);
   std::vector<SiteRecord> sites;
   for (const jit::UnitOutcome& u : units) {
     sites.push_back({.name = u.name, .calls = u.calls, .cycles = u.cycles, .tier = jit::tier_name(u.tier), .spec = u.spec});
-    const std::string unit_prefix = variant_prefix(id_.hash) + u.name + " ";
-    if (!u.rejected_key.empty()) store_.erase(Kind::Variant, variant_prefix(id_.hash) + u.rejected_key);
+    if (!u.rejected_key.empty()) store_.erase(Kind::Variant, prefix + u.rejected_key);
     if (u.key.empty() || u.loaded || !u.object) continue;
-    store_.erase_all(Kind::Variant, unit_prefix);  // a unit runs one variant; older ones are never loaded again
-    store_.put(Kind::Variant, variant_prefix(id_.hash) + u.key, std::vector<uint8_t>(u.object->begin(), u.object->end()));
+    store_.erase_all(Kind::Variant, prefix + u.name + " ");  // a unit runs one variant; older ones are never loaded again
+    store_.put(Kind::Variant, prefix + u.key, std::vector<uint8_t>(u.object->begin(), u.object->end()));
   }
   record_run(m_, sites);
   m_.file_name = file_name;
@@ -56,8 +56,8 @@ RunRecord ModelStore::record(const std::vector<jit::UnitOutcome>& units, RunReco
   run.model = file_name;
   run.converged = converged(m_);
   store_.put(Kind::Model, model_key(id_.hash), encode(m_));
-  // The run record carries the file's size after this commit: the live bytes are what a compacted
-  // log holds, close enough and known before writing.
+  // The run record carries an estimate of the file's size after this commit, known before writing:
+  // the live records (what a compacted log holds) plus the two 4 KiB superblock slots.
   run.state_bytes = store_.live_bytes() + 2 * 4096;
   store_.put(Kind::Run, run_key(id_.hash, run.run), encode(run));
   store_.commit();
