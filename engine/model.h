@@ -91,4 +91,14 @@ void check_kv_cache_fits(const Model& m, int positions);
 // The same message when the allocation itself failed.
 [[noreturn]] void fail_kv_cache(const Model& m, int positions, const std::string& why);
 
+// A model as stored state knows it: format, configuration and every matrix's type and shape (what
+// decides which compiled code fits it), not the weights' values. `hash` (16 hex digits) keys the
+// store's records and an exported appliance's check; `description` is compared too, so a hash
+// collision cannot hand one model's code to another.
+struct ModelIdentity {
+  std::string hash;
+  std::string description;
+};
+ModelIdentity model_identity(const Model& m);
+
 }  // namespace bf

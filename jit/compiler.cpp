@@ -12,7 +12,9 @@
 #include <utility>
 
 #include "engine/build_id.h"
+#include "engine/error.h"
 #include "engine/fnv1a.h"
+#include "native/loaded_object.h"
 #include "llvm/Bitcode/BitcodeReader.h"
 #include "llvm/Config/llvm-config.h"
 #include "llvm/ExecutionEngine/ExecutionEngine.h"
@@ -278,6 +280,7 @@ Compiler::~Compiler() {
 
 llvm::Error Compiler::free(VariantId id) {
   std::lock_guard<std::mutex> lock(mu_);
+  if (loaded_.erase(id)) return llvm::Error::success();
   if (const auto it = trackers_.find(id); it != trackers_.end()) {
     const IntrusiveRefCntPtr<orc::ResourceTracker> rt = std::move(it->second);
     trackers_.erase(it);
@@ -287,10 +290,10 @@ llvm::Error Compiler::free(VariantId id) {
     if (slot_owner_[i] == id) {
       clear_slot(i);
       slot_owner_[i] = 0;
-      return Error::success();
+      return llvm::Error::success();
     }
   // An interpreted variant whose slot a newer one took is already gone.
-  return Error::success();
+  return llvm::Error::success();
 }
 
 Expected<orc::LLJIT&> Compiler::jit_for(Tier tier) {
@@ -320,24 +323,13 @@ Expected<orc::LLJIT&> Compiler::jit_for(Tier tier) {
         }
         return obj;
       });
-  // The optimizer may turn loops into the first three; the reference kernels call the libm ones
-  // (at O0, where nothing folds them away, they stay reachable). Nothing else is linked into
-  // JIT'd code: the same functions the AOT kernels call.
+  // The optimizer may turn loops into memset/memcpy/memmove; the reference kernels call libm (at
+  // O0, where nothing folds them away, they stay reachable). Nothing else is linked into JIT'd
+  // code: native::runtime_symbols(), which the engine's own loader resolves from too.
   orc::MangleAndInterner mangle((*j)->getExecutionSession(), (*j)->getDataLayout());
   orc::SymbolMap libc;
-  const std::pair<const char*, void*> functions[] = {
-      {"memset", reinterpret_cast<void*>(&std::memset)},
-      {"memcpy", reinterpret_cast<void*>(&std::memcpy)},
-      {"memmove", reinterpret_cast<void*>(&std::memmove)},
-      {"sqrtf", reinterpret_cast<void*>(static_cast<float (*)(float)>(&::sqrtf))},
-      {"expf", reinterpret_cast<void*>(static_cast<float (*)(float)>(&::expf))},
-      {"powf", reinterpret_cast<void*>(static_cast<float (*)(float, float)>(&::powf))},
-      {"sinf", reinterpret_cast<void*>(static_cast<float (*)(float)>(&::sinf))},
-      {"cosf", reinterpret_cast<void*>(static_cast<float (*)(float)>(&::cosf))},
-      {"lroundf", reinterpret_cast<void*>(static_cast<long (*)(float)>(&::lroundf))},
-  };
-  for (const auto& [fname, addr] : functions)
-    libc[mangle(fname)] = {orc::ExecutorAddr::fromPtr(addr), JITSymbolFlags::Exported | JITSymbolFlags::Callable};
+  for (const native::Symbol& f : native::runtime_symbols())
+    libc[mangle(f.name)] = {orc::ExecutorAddr::fromPtr(f.addr), JITSymbolFlags::Exported | JITSymbolFlags::Callable};
   if (llvm::Error e = (*j)->getMainJITDylib().define(orc::absoluteSymbols(std::move(libc)))) return e;
   slot = std::move(*j);
   return *slot;
@@ -406,7 +398,7 @@ llvm::Error Compiler::link(orc::LLJIT& j, IntrusiveRefCntPtr<orc::ResourceTracke
   v.code_bytes = last_object_text_;
   v.object = std::move(last_object_);
   code_bytes_ += v.code_bytes;
-  return Error::success();
+  return llvm::Error::success();
 }
 
 Expected<Variant> Compiler::load(const Spec& spec, Tier tier, const std::string& name,
@@ -415,16 +407,29 @@ Expected<Variant> Compiler::load(const Spec& spec, Tier tier, const std::string&
   using Clock = std::chrono::steady_clock;
   const Clock::time_point start = Clock::now();
   std::lock_guard<std::mutex> lock(mu_);
-  Expected<orc::LLJIT&> j = jit_for(tier);
-  if (!j) return j.takeError();
   Variant v;
   v.tier = tier;
   v.id = ++last_id_;
   v.family = kernel_family(features_, false);
-  orc::ResourceTrackerSP rt = j->getMainJITDylib().createResourceTracker();
-  const StringRef bytes(reinterpret_cast<const char*>(object.data()), object.size());
-  if (llvm::Error e = j->addObjectFile(rt, MemoryBuffer::getMemBufferCopy(bytes, name))) return e;
-  if (llvm::Error e = link(*j, std::move(rt), name, spec.fused, v)) return e;
+  // The engine's own loader, not ORC's: no LLJIT to create on a warm start, and the same path
+  // the LLVM-free appliance takes.
+  native::LoadedObject o;
+  try {
+    o = native::LoadedObject::load(object);
+  } catch (const bf::Error& e) {
+    return err(e.message);
+  }
+  void* addr = o.find(name);
+  if (!addr) return err("the object does not define " + name);
+  if (spec.fused) {
+    v.fused = reinterpret_cast<FusedFn>(addr);
+  } else {
+    v.fn = reinterpret_cast<MatvecFn>(addr);
+  }
+  v.code_bytes = o.code_bytes();
+  v.object = std::make_shared<const std::string>(reinterpret_cast<const char*>(object.data()), object.size());
+  code_bytes_ += v.code_bytes;
+  loaded_.emplace(v.id, std::move(o));
   v.compile_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
   return v;
 }

@@ -13,6 +13,7 @@
 
 #include "engine/sites.h"
 #include "jit/options.h"
+#include "native/loaded_object.h"
 #include "llvm/ADT/IntrusiveRefCntPtr.h"
 #include "llvm/Support/Error.h"
 
@@ -82,7 +83,8 @@ class Compiler {
   llvm::Expected<Variant> compile(const Spec& spec, Tier tier, const std::string& name,
                                   const CompileOptions& o = {});
   // Links an object that compile() produced in an earlier process for the same key (the caller
-  // checked it: key_of() equal); `name` is the symbol it defines. Compiled tiers only.
+  // checked it: key_of() equal); `name` is the symbol it defines. Compiled tiers only. Uses the
+  // engine's loader (native/), not ORC: nothing of LLVM's JIT is created for it.
   llvm::Expected<Variant> load(const Spec& spec, Tier tier, const std::string& name, const std::vector<uint8_t>& object);
   // Everything that decides what compile(spec, tier, reassoc) produces: the kernel bitcode, the
   // specialization constants, the CPU name and features, LLVM's version, the codegen options and
@@ -119,6 +121,7 @@ class Compiler {
   // reaches its ExecutionSession).
   std::array<VariantId, kInterpSlots> slot_owner_{};
   std::map<VariantId, llvm::IntrusiveRefCntPtr<llvm::orc::ResourceTracker>> trackers_;
+  std::map<VariantId, native::LoadedObject> loaded_;  // load()'s variants
 };
 
 // The symbol a variant's code defines, named by its cache key so that a stored object is found

@@ -112,6 +112,8 @@ void Runtime::warm_start() {
     // A fixed policy's tier is known; a tiered one starts where the last run ended (groups: fused).
     const Tier want = o_.policy == Policy::Fixed || is_group(unit) ? top : std::min(learned, top);
     if (want < Tier::O0) continue;  // the interpreter keeps no object, and is left early anyway
+    // The first call queues the learned tier's job (a group's: once its sites are at the top); the
+    // job takes the stored variant instead of compiling and verifies it like a new one.
     if (!is_group(unit)) {
       u.learned = want;
       u.next_at.store(0, std::memory_order_relaxed);
@@ -125,73 +127,8 @@ void Runtime::warm_start() {
                    unit_name(unit), tier_name(want), llvm::toString(v.takeError()).c_str());
       continue;
     }
-    loaded_++;
-    install(unit, *v, key, /*loaded=*/true);
-    u.unverified = true;
-    if (o_.trace)
-      std::fprintf(o_.log, "jit: %-10s %s%s from the store, %" PRIu64 " B code, linked in %.2f ms\n", unit_name(unit),
-                   is_group(unit) ? "fused " : "", tier_name(want), v->code_bytes, v->compile_ms);
-    if (want == top) {
-      u.top_at_s = 0;
-      advance(unit, State::Counting, State::Top);
-    } else {
-      u.next_at.store(next_threshold(want), std::memory_order_relaxed);
-    }
+    u.stored = std::make_unique<Variant>(std::move(*v));
   }
-}
-
-void Runtime::check_loaded(size_t unit, float* const* out, const Matrix* const* W, int n, const float* x,
-                           const QuantizedVector* xq) {
-  Unit& u = units_[unit];
-  u.unverified = false;
-  int64_t base[kMaxFusionSites] = {};
-  int m = n;
-  const std::vector<float> want = expected(unit, W, m, x, xq, t_.kernels(), INT64_MAX, base);
-  const Tier tier = Tier(u.tier.load(std::memory_order_relaxed));
-  const float tol = tolerance(want, tier);
-  const auto rows_of = [&](int i) { return (i + 1 < m ? base[i + 1] : int64_t(want.size())) - base[i]; };
-  std::string why;
-  for (int i = 0; i < m && why.empty(); i++) {
-    for (int64_t r = 0; r < rows_of(i); r++)
-      if (!matches(out[i][r], want[size_t(base[i] + r)], tol)) {
-        char buf[160];
-        std::snprintf(buf, sizeof buf, "row %" PRId64 " of matrix %d: %.9g, AOT kernel %.9g", r, i, double(out[i][r]),
-                      double(want[size_t(base[i] + r)]));
-        why = buf;
-        break;
-      }
-  }
-  if (why.empty()) return;
-  for (int i = 0; i < m; i++)  // this call's outputs as the AOT kernels give them
-    std::memcpy(out[i], want.data() + base[i], size_t(rows_of(i)) * sizeof(float));
-  rejections_++;
-  std::fprintf(o_.log, "bareflow: jit: %s: the stored %s variant was rejected by verification (%s); compiling it again\n",
-               unit_name(unit), tier_name(tier), why.c_str());
-  uint64_t id = 0;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    id = u.ids[size_t(tier)];
-    u.ids[size_t(tier)] = 0;
-    u.rejected_key = u.key;
-    u.key.clear();
-    u.loaded = false;
-    if (is_group(unit)) {
-      t_.set_fused_kernel(Fusion(unit - kSiteCount), nullptr);
-      u.fused.store(nullptr, std::memory_order_release);
-    } else {
-      t_.set_site_kernel(Site(unit), u.aot);
-      u.fns[size_t(tier)].store(nullptr, std::memory_order_release);
-      u.learned = tier;
-      u.next_at.store(0, std::memory_order_relaxed);
-    }
-    u.tier.store(uint8_t(Tier::Aot), std::memory_order_release);
-    u.top_at_s = -1;
-  }
-  // No kernel runs during an observer call: the code can go now (and must, before a compile of the
-  // same key defines its symbol again).
-  free_variants({id});
-  const State st = u.state.load(std::memory_order_acquire);
-  if (st == State::Top) advance(unit, State::Top, State::Counting);
 }
 
 Runtime::~Runtime() {
@@ -288,11 +225,6 @@ void Runtime::on_matvec(Site s, MatvecFn fn, float* out, const Matrix& W, const 
   Unit& u = units_[size_t(s)];
   if (start_s_.load(std::memory_order_relaxed) == 0) start_s_.store(now_s(), std::memory_order_relaxed);
   const size_t ran = size_t(tier_of(s, fn));
-  if (u.unverified && ran == u.tier.load(std::memory_order_relaxed)) {
-    const Matrix* const Ws[1] = {&W};
-    float* const outs[1] = {out};
-    check_loaded(size_t(s), outs, Ws, 1, x, xq);
-  }
   // Only this thread writes these counters; relaxed atomics let the compile thread read them.
   u.calls[ran].store(u.calls[ran].load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   u.cycles[ran].store(u.cycles[ran].load(std::memory_order_relaxed) + cycles, std::memory_order_relaxed);
@@ -315,10 +247,6 @@ void Runtime::on_fused(Fusion f, FusedFn, float* const* out, const Matrix* const
                        const QuantizedVector* xq, uint64_t cycles) {
   Unit& g = units_[kSiteCount + size_t(f)];
   if (start_s_.load(std::memory_order_relaxed) == 0) start_s_.store(now_s(), std::memory_order_relaxed);
-  if (g.unverified) {
-    Site sites[kMaxFusionSites];
-    check_loaded(kSiteCount + size_t(f), out, W, fusion_sites(f, sites), x, xq);
-  }
   const size_t t = g.tier.load(std::memory_order_relaxed);
   g.calls[t].store(g.calls[t].load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   g.cycles[t].store(g.cycles[t].load(std::memory_order_relaxed) + cycles, std::memory_order_relaxed);
@@ -464,7 +392,7 @@ float Runtime::tolerance(const std::vector<float>& want, Tier tier) const {
   return tol * kReassocTolerance;
 }
 
-std::string Runtime::verify(const Job& j, const Variant& v) const {
+std::string Runtime::verify(const Job& j, const Variant& v, const Kernels& against) const {
   const bool group = is_group(j.unit);
   Site sites[kMaxFusionSites] = {Site(j.unit)};
   const Matrix* W[kMaxFusionSites] = {&j.W};
@@ -479,7 +407,7 @@ std::string Runtime::verify(const Job& j, const Variant& v) const {
   // after swiglu), starting at base[i].
   int64_t base[kMaxFusionSites] = {};
   const int64_t max_rows = j.tier == Tier::Interp ? std::max<int64_t>(1, kInterpVerifyMacs / j.W.cols) : INT64_MAX;
-  const std::vector<float> want = expected(j.unit, W, n, j.x.data(), xqp, reference_kernels(), max_rows, base);
+  const std::vector<float> want = expected(j.unit, W, n, j.x.data(), xqp, against, max_rows, base);
   const float tol = tolerance(want, j.tier);
   // The whole range, then a range starting mid-way as a thread of the pool would call it.
   const int64_t total = int64_t(want.size());
@@ -543,6 +471,40 @@ void Runtime::process(Job& j) {
   const bool miscompile = hooks_ && (group ? hooks_->miscompile_fused(Fusion(j.unit - kSiteCount), j.tier)
                                            : hooks_->miscompile_site(Site(j.unit), j.tier));
   const std::string key = cache_key(j.unit, j.tier);
+  // A variant loaded from the store at this tier: verified as a compiled one is; if it fails, it is
+  // dropped (the store forgets its key) and compiled again.
+  std::unique_ptr<Variant> stored = std::move(u.stored);
+  if (stored && stored->tier == j.tier) {
+    const double t0 = now_s();
+    // Against the engine's SIMD kernels (bit-identical to the reference, ~10x faster): this check
+    // runs beside the first tokens of every warm run.
+    if (const std::string why = verify(j, *stored, t_.kernels()); why.empty()) {
+      const double verify_ms = (now_s() - t0) * 1e3;
+      install(j.unit, *stored, key, /*loaded=*/true);
+      loaded_++;
+      // It ran from the first call on that needed it: the unit started at its learned tier.
+      if (group || j.tier == top) u.top_at_s = 0;
+      if (o_.trace)
+        std::fprintf(o_.log, "jit: %-10s %s%s from the store, %" PRIu64 " B code, linked in %.2f ms, verify %.2f ms\n",
+                     name, group ? "fused " : "", tier_name(j.tier), stored->code_bytes, stored->compile_ms, verify_ms);
+      if (group || j.tier == top) {
+        advance(j.unit, State::Compiling, State::Top);
+      } else {
+        u.next_at.store(next_threshold(j.tier), std::memory_order_relaxed);
+        advance(j.unit, State::Compiling, State::Counting);
+      }
+      return;
+    } else {
+      rejections_++;
+      std::fprintf(o_.log, "bareflow: jit: %s: the stored %s variant was rejected by verification (%s); compiling it again\n",
+                   name, what.c_str(), why.c_str());
+      free_variants({stored->id});
+      std::lock_guard<std::mutex> lock(mu_);
+      u.rejected_key = key;
+    }
+  } else if (stored) {
+    free_variants({stored->id});  // the job wants another tier (thresholds crossed meanwhile)
+  }
   compiles_++;
   llvm::Expected<Variant> v = compiler_->compile(spec_of(j.unit), j.tier, variant_symbol(name, j.tier, key),
                                                  {.interp_slot = j.unit, .reassoc = o_.reassoc, .miscompile = miscompile});
@@ -556,7 +518,7 @@ void Runtime::process(Job& j) {
   }
   compile_ms_.fetch_add(v->compile_ms);
   const double t0 = now_s();
-  if (const std::string why = verify(j, *v); !why.empty()) {
+  if (const std::string why = verify(j, *v, reference_kernels()); !why.empty()) {
     rejections_++;
     std::fprintf(o_.log, "bareflow: jit: %s: %s variant rejected by verification (%s); %s\n", name, what.c_str(),
                  why.c_str(), stays.c_str());

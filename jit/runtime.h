@@ -141,9 +141,9 @@ class Runtime final : public MatvecObserver, public prof::VariantSource {
     // Sites: the tier an earlier run reached (Options::cache), compiled on the first call when no
     // stored variant could be loaded.
     Tier learned = Tier::Aot;
-    // A variant loaded from the cache runs from the first call and is checked on it against the
-    // AOT kernel (bit-identical to the reference). Forward thread only.
-    bool unverified = false;
+    // A variant loaded from the cache at warm start, not yet verified: the unit's first job takes
+    // it instead of compiling (the job's owner only).
+    std::unique_ptr<Variant> stored;
     // The running variant's cache key and object, whether it came from the cache, and the key of a
     // cached variant that verification rejected (all under mu_).
     std::string key, rejected_key;
@@ -168,7 +168,7 @@ class Runtime final : public MatvecObserver, public prof::VariantSource {
   // Compile -> verify -> install, for sites and groups alike.
   void process(Job& j);
   // "" if the variant equals the reference on j's inputs, else the first mismatch.
-  std::string verify(const Job& j, const Variant& v) const;
+  std::string verify(const Job& j, const Variant& v, const Kernels& against) const;
   // The outputs `kernels` give for the unit's matrices W (n of them) on x, xq: rows stacked from
   // base[i] (W13: after swiglu, n becomes 1), each matrix's first `max_rows` rows at most.
   std::vector<float> expected(size_t unit, const Matrix* const* W, int& n, const float* x, const QuantizedVector* xq,
@@ -180,10 +180,6 @@ class Runtime final : public MatvecObserver, public prof::VariantSource {
   std::string cache_key(size_t unit, Tier tier) const;
   // Options::cache: every unit at the tier it learned, from stored code where the key matches.
   void warm_start();
-  // First call of a variant loaded from the cache: out (rows stacked as expected() does) against
-  // the AOT kernels; on a mismatch out is corrected and the variant dropped.
-  void check_loaded(size_t unit, float* const* out, const Matrix* const* W, int n, const float* x,
-                    const QuantizedVector* xq);
   // At a safe point of the forward thread (in an observer call, so no kernel is running): queues
   // the replaced site variants for freeing.
   void retire_replaced();

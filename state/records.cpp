@@ -142,29 +142,6 @@ std::string json_string(const std::string& s) {
   return out + "\"";
 }
 
-ModelIdentity model_identity(const Model& m) {
-  const Config& c = m.config;
-  std::string d = std::string(format_name(m.format)) + " v" + std::to_string(m.format_version) + " " + m.format_detail;
-  char buf[256];
-  std::snprintf(buf, sizeof buf, " dim=%d hidden=%d layers=%d heads=%d kv_heads=%d vocab=%d seq=%d eps=%a theta=%a rope=%d",
-                c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size, c.seq_len, double(c.norm_eps),
-                double(c.rope_theta), int(c.rope_style));
-  d += buf;
-  auto matrix = [&](const char* name, const Matrix& w) {
-    std::snprintf(buf, sizeof buf, " %s=%s/%d/%" PRId64 "x%" PRId64, name, dtype_name(w.type), int(w.group), w.rows,
-                  w.cols);
-    d += buf;
-  };
-  matrix("embed", m.weights.token_embedding);
-  matrix("classifier", m.weights.classifier);
-  for (const LayerWeights& l : m.weights.layers) {
-    matrix("wq", l.wq), matrix("wk", l.wk), matrix("wv", l.wv), matrix("wo", l.wo);
-    matrix("w1", l.w1), matrix("w2", l.w2), matrix("w3", l.w3);
-  }
-  std::snprintf(buf, sizeof buf, "%016" PRIx64, fnv1a(d));
-  return {buf, d};
-}
-
 std::string record_run(ModelState& m, const std::vector<SiteRecord>& run_sites) {
   std::string moved;
   for (const SiteRecord& r : run_sites) {

@@ -13,15 +13,8 @@
 
 namespace bf::state {
 
-// A model as the store knows it: format, configuration and every matrix's type and shape (what
-// decides which compiled code fits it), not the weights' values. `hash` (16 hex digits) keys the
-// records; `description` is kept in the record and compared too, so a hash collision cannot
-// hand one model's profile to another.
-struct ModelIdentity {
-  std::string hash;
-  std::string description;
-};
-ModelIdentity model_identity(const Model& m);
+using bf::ModelIdentity;  // engine/model.h
+using bf::model_identity;
 
 // One call site (or fused group) as a run left it.
 struct SiteRecord {

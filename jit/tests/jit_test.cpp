@@ -382,8 +382,8 @@ TEST(Runtime, WarmStartFromTheCacheCompilesNothingWithIdenticalLogits) {
   });
 }
 
-// Code under the right key that computes the wrong thing (as a bad build or a bug would leave):
-// its first call's output is replaced by the AOT kernel's, the variant dropped and compiled again.
+// Code under the right key that computes the wrong thing (as a bad build or a bug would leave): the
+// job its first call queues verifies it before it is ever installed, drops it and compiles again.
 TEST(Runtime, WrongCodeUnderTheRightKeyIsRejectedOnItsFirstCall) {
   MapCache cache;
   cache.tiers["wq"] = Tier::O3;
@@ -402,7 +402,7 @@ TEST(Runtime, WrongCodeUnderTheRightKeyIsRejectedOnItsFirstCall) {
     cache.objects[cache.asked[0]].assign(bad->object->begin(), bad->object->end());
   }
   expect_identical_logits("stories260K.bin", o, 24, [&](Runtime& r) {
-    EXPECT_EQ(r.loaded(), 1u);
+    EXPECT_EQ(r.loaded(), 0u);  // rejected before it was ever installed
     EXPECT_EQ(r.rejections(), 1u);
     EXPECT_EQ(r.site_tier(Site::Wq), Tier::O3);  // compiled again, straight to the tier it learned
     for (const UnitOutcome& u : r.outcomes())
