@@ -11,4 +11,9 @@ namespace bf {
 // be reused across runs: callers treat "" as matching nothing).
 const std::string& engine_build_id();
 
+// "bareflow-engine-source:" and a hash of engine/ and kernels/ (scripts/source_id.py): the same in
+// every executable built from these sources. An exported appliance runs its code only in an
+// engine with the id of the one that verified it.
+const char* engine_source_id();
+
 }  // namespace bf

@@ -40,6 +40,7 @@ class RuntimeSession final : public Session {
   uint64_t compiles() const override { return r_->compiles(); }
   uint64_t loaded() const override { return r_->loaded(); }
   std::vector<UnitOutcome> outcomes() const override { return r_->outcomes(); }
+  std::string target() const override { return r_->target(); }
 
  private:
   Transformer& t_;

@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "engine/transformer.h"
@@ -35,6 +36,8 @@ class Session {
   virtual uint64_t loaded() const { return 0; }
   // Every site and fused group as it stands (after drain()): what the persistent store records.
   virtual std::vector<UnitOutcome> outcomes() const { return {}; }
+  // The CPU the code is compiled for, as LLVM names it, and its feature string ("znver4 +avx,...").
+  virtual std::string target() const { return ""; }
 };
 
 // Starts the JIT on `t` (`t` must outlive the session). Null when o.policy is Off without

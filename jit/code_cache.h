@@ -35,6 +35,7 @@ struct UnitOutcome {
   // The running variant's key and object (compiled tiers only; key "" otherwise). loaded: the
   // object came from the cache (nothing new to store).
   std::string key;
+  std::string symbol;  // the function the object defines (variant_symbol())
   std::shared_ptr<const std::string> object;
   bool loaded = false;
   // A cached variant that verification rejected (the store must drop it): its key, else "".

@@ -563,13 +563,19 @@ bool Runtime::ran(size_t unit) const {
   return false;
 }
 
+std::string Runtime::target() const { return compiler_->cpu() + " " + compiler_->features(); }
+
 std::vector<UnitOutcome> Runtime::outcomes() const {
   std::vector<UnitOutcome> all;
   for (size_t unit = 0; unit < kUnitCount; unit++) {
     const Unit& u = units_[unit];
     const Status st = status_of(unit);
     if (!ran(unit) && st.tier == Tier::Aot) continue;
-    UnitOutcome o{.name = unit_name(unit), .state = state_name(st.state), .why = st.why, .tier = st.tier};
+    UnitOutcome o;
+    o.name = unit_name(unit);
+    o.state = state_name(st.state);
+    o.why = st.why;
+    o.tier = st.tier;
     for (size_t t = 0; t < kTierCount; t++) {
       o.calls += u.calls[t].load(std::memory_order_relaxed);
       o.cycles += u.cycles[t].load(std::memory_order_relaxed);
@@ -584,6 +590,7 @@ std::vector<UnitOutcome> Runtime::outcomes() const {
     }
     std::lock_guard<std::mutex> lock(mu_);
     o.key = u.key;
+    if (!u.key.empty()) o.symbol = variant_symbol(o.name, st.tier, u.key);
     o.object = u.object;
     o.loaded = u.loaded;
     o.rejected_key = u.rejected_key;

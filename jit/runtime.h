@@ -97,6 +97,8 @@ class Runtime final : public MatvecObserver, public prof::VariantSource {
   uint64_t loaded() const { return loaded_.load(); }
   // Every unit that ran or holds a variant, as it stands (call after drain()): what the store keeps.
   std::vector<UnitOutcome> outcomes() const;
+  // The CPU name and feature string the compiler targets.
+  std::string target() const;
   // Milliseconds spent compiling so far, all sites and tiers.
   double compile_ms() const { return compile_ms_.load(); }
   // Seconds from the first call until every site ran at the policy's top tier; -1 until then.

@@ -18,16 +18,22 @@ struct NamedBit {
   const char* name;
 };
 
-// The features x86-64 codegen for these kernels can use, by their Linux /proc/cpuinfo names.
+// The instruction-set features x86-64 codegen can use, by their Linux /proc/cpuinfo names, and the
+// register state the OS must enable for them. Only these are compared: the other CPUID bits
+// (hypervisor, mitigations, APIC, ...) say nothing about which instructions run.
 const NamedBit kNamed[] = {
-    {0, 0, "sse3"},        {0, 9, "ssse3"},       {0, 12, "fma"},        {0, 19, "sse4_1"},
-    {0, 20, "sse4_2"},     {0, 22, "movbe"},      {0, 23, "popcnt"},     {0, 26, "xsave"},
-    {0, 27, "osxsave"},    {0, 28, "avx"},        {0, 29, "f16c"},       {1, 25, "sse"},
-    {1, 26, "sse2"},       {2, 3, "bmi1"},        {2, 5, "avx2"},        {2, 8, "bmi2"},
-    {2, 16, "avx512f"},    {2, 17, "avx512dq"},   {2, 21, "avx512ifma"}, {2, 28, "avx512cd"},
-    {2, 30, "avx512bw"},   {2, 31, "avx512vl"},   {3, 1, "avx512vbmi"},  {3, 6, "avx512vbmi2"},
+    {0, 0, "sse3"},        {0, 1, "pclmulqdq"},   {0, 9, "ssse3"},       {0, 12, "fma"},
+    {0, 13, "cx16"},       {0, 19, "sse4_1"},     {0, 20, "sse4_2"},     {0, 22, "movbe"},
+    {0, 23, "popcnt"},     {0, 25, "aes"},        {0, 26, "xsave"},      {0, 27, "osxsave"},
+    {0, 28, "avx"},        {0, 29, "f16c"},       {0, 30, "rdrand"},     {1, 8, "cx8"},
+    {1, 15, "cmov"},       {1, 25, "sse"},        {1, 26, "sse2"},       {2, 3, "bmi1"},
+    {2, 5, "avx2"},        {2, 8, "bmi2"},        {2, 16, "avx512f"},    {2, 17, "avx512dq"},
+    {2, 18, "rdseed"},     {2, 19, "adx"},        {2, 21, "avx512ifma"}, {2, 28, "avx512cd"},
+    {2, 29, "sha_ni"},     {2, 30, "avx512bw"},   {2, 31, "avx512vl"},   {3, 1, "avx512vbmi"},
+    {3, 6, "avx512vbmi2"}, {3, 8, "gfni"},        {3, 9, "vaes"},        {3, 10, "vpclmulqdq"},
     {3, 11, "avx512vnni"}, {3, 12, "avx512bitalg"}, {3, 14, "avx512vpopcntdq"}, {4, 23, "avx512fp16"},
-    {5, 4, "avxvnni"},     {5, 5, "avx512bf16"},  {6, 5, "abm"},         {6, 16, "fma4"},
+    {5, 4, "avxvnni"},     {5, 5, "avx512bf16"},  {6, 5, "abm"},         {6, 6, "sse4a"},
+    {6, 8, "3dnowprefetch"}, {6, 11, "xop"},      {6, 16, "fma4"},       {6, 21, "tbm"},
     {8, 1, "xcr0.sse"},    {8, 2, "xcr0.avx"},    {8, 5, "xcr0.opmask"}, {8, 6, "xcr0.zmm_hi256"},
     {8, 7, "xcr0.hi16_zmm"},
 };
@@ -72,14 +78,8 @@ CpuFeatures host_cpu_features() {
 
 std::string missing_features(const CpuFeatures& needed, const CpuFeatures& have) {
   std::string out;
-  for (size_t w = 0; w < kCpuWords; w++)
-    for (unsigned bit = 0; bit < 32; bit++) {
-      if (!(needed[w] >> bit & 1) || (have[w] >> bit & 1)) continue;
-      std::string name = "cpuid word " + std::to_string(w) + " bit " + std::to_string(bit);
-      for (const NamedBit& n : kNamed)
-        if (n.word == w && n.bit == bit) name = n.name;
-      out += (out.empty() ? "" : ", ") + name;
-    }
+  for (const NamedBit& n : kNamed)
+    if ((needed[n.word] >> n.bit & 1) && !(have[n.word] >> n.bit & 1)) out += (out.empty() ? "" : ", ") + std::string(n.name);
   return out;
 }
 

@@ -18,8 +18,9 @@ using CpuFeatures = std::array<uint32_t, kCpuWords>;
 // missing_features) removes features, as a CPU without them would report.
 CpuFeatures host_cpu_features();
 
-// The features `needed` has and `have` lacks, by name ("avx512f, avx512vnni"; an unnamed bit as
-// "cpuid word W bit B"); "" when `have` has them all.
+// The instruction-set features `needed` has and `have` lacks, by name ("avx512f, avx512vnni"); ""
+// when `have` has them all. Bits that name no instruction set (hypervisor, mitigations) are not
+// compared.
 std::string missing_features(const CpuFeatures& needed, const CpuFeatures& have);
 
 // "w0:w1:...": hex words, as an exported image records them; parse_cpu_features throws bf::Error

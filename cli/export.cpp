@@ -1,0 +1,218 @@
+// bareflow export: the converged JIT's code for one model on this CPU, appended to the LLVM-free
+// bareflow-appliance executable (native/appliance.h, docs/SHRINK.md).
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "cli/jit_flags.h"
+#include "cli/run.h"
+#include "engine/build_id.h"
+#include "engine/model.h"
+#include "engine/transformer.h"
+#include "jit/attach.h"
+#include "native/appliance.h"
+#include "native/cpu_features.h"
+#include "state/model_store.h"
+#include "state/records.h"
+#include "state/store.h"
+
+namespace bf::cli {
+namespace {
+
+const char kUsage[] =
+    "usage: bareflow export [MODEL] --state FILE -o OUT [--force] [JIT flags]\n"
+    "  Writes OUT: a static executable without LLVM holding the engine and the JIT's converged code\n"
+    "  for MODEL on this CPU, from the store FILE. Run it as OUT generate MODEL [generate's flags].\n"
+    "  MODEL, -m, --model PATH   the model whose state to export (default as for generate)\n"
+    "  --state FILE              the store (default: as for generate)\n"
+    "  -o, --output OUT          the executable to write (replaced atomically)\n"
+    "  --force                   export a state that has not converged, and code compiled now for\n"
+    "                            units the store lacks\n"
+    "  --jit-reassoc             the store's code was compiled with --jit-reassoc\n"
+    "  The appliance template is bareflow-appliance beside this executable ($BAREFLOW_APPLIANCE\n"
+    "  names another).\n";
+
+std::string read_file(const std::string& path) {
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail(path, std::strerror(errno));
+  std::string bytes;
+  char buf[1 << 16];
+  for (;;) {
+    const ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int e = errno;
+      close(fd);
+      fail(path, std::strerror(e));
+    }
+    if (n == 0) break;
+    bytes.append(buf, size_t(n));
+    if (bytes.size() > (256u << 20)) {
+      close(fd);
+      fail(path, "larger than 256 MiB: not an appliance template");
+    }
+  }
+  close(fd);
+  return bytes;
+}
+
+// The LLVM-free executable the payload is appended to: bareflow-appliance from this build.
+std::string appliance_template() {
+  if (const char* env = std::getenv("BAREFLOW_APPLIANCE"); env && *env) return env;
+  char self[4096];
+  const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) fail("export", "cannot find this executable (/proc/self/exe); set BAREFLOW_APPLIANCE");
+  std::string dir(self, size_t(n));
+  dir = dir.substr(0, dir.rfind('/') + 1);
+  return dir + "bareflow-appliance";
+}
+
+bool same_file(const std::string& a, const std::string& b) {
+  struct stat sa, sb;
+  return stat(a.c_str(), &sa) == 0 && stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+// Writes `bytes` to `path` crash-safely: a temporary file beside it, fsync, chmod 755, rename,
+// then the directory's fsync. An existing `path` is whole until the rename replaces it.
+void write_executable(const std::string& path, const std::string& head, const std::vector<uint8_t>& tail) {
+  const std::string tmp = path + ".tmp." + std::to_string(getpid());
+  const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+  if (fd < 0) fail("-o", path + ": " + std::strerror(errno));
+  auto write_all = [&](const char* p, size_t n) {
+    while (n > 0) {
+      const ssize_t w = write(fd, p, n);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) return false;
+      p += w;
+      n -= size_t(w);
+    }
+    return true;
+  };
+  const bool ok = write_all(head.data(), head.size()) &&
+                  write_all(reinterpret_cast<const char*>(tail.data()), tail.size()) && fchmod(fd, 0755) == 0 &&
+                  fsync(fd) == 0;
+  const int e = errno;
+  if (close(fd) != 0 || !ok || rename(tmp.c_str(), path.c_str()) != 0) {
+    const int e2 = ok ? errno : e;
+    unlink(tmp.c_str());
+    fail("-o", path + ": " + std::strerror(e2));
+  }
+  const std::string dir = path.find('/') == std::string::npos ? "." : path.substr(0, path.rfind('/') + 1);
+  const int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    fsync(dfd);
+    close(dfd);
+  }
+}
+
+std::string file_name_of(const std::string& path) { return path.substr(path.rfind('/') + 1); }
+
+}  // namespace
+
+int cmd_export(int argc, char** argv) {
+  std::string model_path, state_path = state::default_state_path(), out;
+  bool force = false;
+  jit::Options jo{.policy = jit::Policy::Tiered, .sync = true};
+  Args a{argc, argv};
+  while (!a.done()) {
+    const std::string f = a.next();
+    if (f == "-h" || f == "--help") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else if (f == "-m" || f == "--model") {
+      model_path = a.value(f);
+    } else if (f == "--state") {
+      state_path = a.value(f);
+    } else if (f == "-o" || f == "--output") {
+      out = a.value(f);
+    } else if (f == "--force") {
+      force = true;
+    } else if (f == "--jit-reassoc") {
+      jo.reassoc = true;
+    } else if (!f.empty() && f[0] != '-' && model_path.empty()) {
+      model_path = f;
+    } else {
+      fail(f, "unknown flag or argument (see bareflow export --help)");
+    }
+  }
+  if (out.empty()) fail("export", "no output given: -o OUT");
+  if (model_path.empty()) model_path = find_default_model();
+  if (state_path.empty()) fail("--state", "no store given and neither BAREFLOW_STATE, XDG_CACHE_HOME nor HOME is set");
+  if (!is_file(state_path)) fail("--state", state_path + ": no such store (run bareflow generate --state FILE first)");
+  if (!jit::available()) fail("export", "this bareflow was built without LLVM: it has no JIT to export from");
+  const std::string templ = appliance_template();
+  for (const std::string& in : std::vector<std::string>{model_path, state_path, templ})
+    if (same_file(out, in)) fail("-o", out + " is " + in + "; it would be overwritten");
+
+  // The store: damaged or unconverged is refused (its code may be missing or still moving).
+  state::Options so;
+  so.read_only = true;
+  state::Store store = state::Store::open(state_path, so);
+  if (!store.problems().empty())
+    fail(state_path, "the store is damaged (" + store.problems()[0] + "); run bareflow generate on it to repair it, then export");
+  const std::unique_ptr<Model> model = load_model(model_path);
+  state::ModelStore model_store(store, state::model_identity(*model), stderr);
+  const state::ModelState& m = model_store.model();
+  if (m.runs == 0) fail(state_path, "holds no runs of " + model_path + " (run bareflow generate on it first)");
+  if (!state::converged(m) && !force)
+    fail(state_path, "the state of " + file_name_of(model_path) + " has not converged (" +
+                         (m.moving.empty() ? std::to_string(m.stable_runs) + " of " +
+                                                 std::to_string(state::kDefaultConvergenceRuns) + " stable runs"
+                                           : m.moving) +
+                         "); run bareflow generate again, or export --force");
+
+  // The stored code, installed and verified by the JIT as a warm start does: a few forward steps,
+  // synchronous, so that the sites' variants and then the fused groups' are in place.
+  const std::string templ_bytes = read_file(templ);
+  if (templ_bytes.find(engine_source_id()) == std::string::npos)
+    fail(templ, "is not the appliance of this bareflow's engine (another build); rebuild both (make build)");
+  const int steps = std::min(8, model->config.seq_len);
+  Transformer t(*model, kernels_for(best_isa()), 1, steps);
+  jo.cache = &model_store;
+  const std::unique_ptr<jit::Session> session = jit::attach(t, jo);
+  if (!session) fail("export", "the JIT cannot serve this host");
+  for (int pos = 0; pos < steps; pos++) {
+    t.forward(1, pos);
+    session->drain();
+  }
+  native::AppliancePayload p;
+  std::string compiled_now;
+  for (const jit::UnitOutcome& u : session->outcomes()) {
+    if (u.key.empty() || !u.object) continue;  // AOT or interpreted: the appliance runs its AOT kernel
+    if (!u.loaded) compiled_now += (compiled_now.empty() ? "" : ", ") + u.name;
+    p.units.push_back({u.name, jit::tier_name(u.tier), u.symbol, u.spec,
+                       std::vector<uint8_t>(u.object->begin(), u.object->end())});
+  }
+  if (!compiled_now.empty() && !force)
+    fail(state_path, "has no verified code for " + compiled_now + " of " + file_name_of(model_path) +
+                         " on this CPU (it was compiled now); run bareflow generate again, or export --force");
+  if (p.units.empty()) fail(state_path, "holds no compiled code for " + file_name_of(model_path));
+  const ModelIdentity& id = model_store.identity();
+  p.model_hash = id.hash;
+  p.model_description = id.description;
+  p.model_file = file_name_of(model_path);
+  p.cpu = session->target();
+  p.cpuid = native::host_cpu_features();
+  p.engine_source = engine_source_id();
+  p.exporter_build = engine_build_id();
+  const std::vector<uint8_t> tail = native::encode_appliance_payload(p, templ_bytes.size());
+  write_executable(out, templ_bytes, tail);
+  uint64_t code = 0;
+  for (const auto& u : p.units) code += u.object.size();
+  std::fprintf(stderr, "bareflow: exported %zu units (%llu bytes of objects) of %s for %s: %s, %zu bytes\n",
+               p.units.size(), (unsigned long long)code, p.model_file.c_str(), p.cpu.substr(0, p.cpu.find(' ')).c_str(),
+               out.c_str(), templ_bytes.size() + tail.size());
+  return 0;
+}
+
+}  // namespace bf::cli
