@@ -1,7 +1,7 @@
 # What people type. The real build is CMake; this file only names the jobs.
 #   make run    install what is missing, build, generate a story with the default model
 #   make test   build (GCC, and clang-19 with ASan+UBSan and libFuzzer) and run every test
-#   make bench  benchmark on synthetic models of real shapes, then the store's run-by-run lifecycle table
+#   make bench  benchmark on synthetic models of real shapes, the store's run-by-run lifecycle table, the exported appliance beside the JIT
 #   make build  leave the executable at build/bareflow
 #   make fuzz   every libFuzzer target for FUZZ_SECONDS (default 600), corpora kept in build-san/fuzz-corpus
 #   make soak   long seeded runs (scripts/soak.sh): 1M random system calls in the unikernel, 200+ store crash trials
@@ -43,6 +43,7 @@ bench: build
 	build/bareflow bench
 	@for m in "stories110M q8_0" "tinyllama-1.1b q4_0"; do \
 	  python3 bench/tools/lifecycle.py build/bareflow build/bench/bench_synth_model ../shared/models/tokenizer.bin $$m 3 64; done
+	python3 bench/tools/export_bench.py build/bareflow build/bench/bench_synth_model ../shared/models/tokenizer.bin stories110M q8_0 3 64
 
 clean:
 	rm -rf build build-san
