@@ -172,11 +172,12 @@ int cmd_export(int argc, char** argv) {
                          "); run bareflow generate again, or export --force");
 
   // The stored code, installed and verified by the JIT as a warm start does: a few forward steps,
-  // synchronous, so that the sites' variants and then the fused groups' are in place.
+  // synchronous, so that the sites' variants and then the fused groups' are in place. Few enough
+  // that no site does more work than any real run did (a converged site is not promoted here).
   const std::string templ_bytes = read_file(templ);
   if (templ_bytes.find(engine_source_id()) == std::string::npos)
     fail(templ, "is not the appliance of this bareflow's engine (another build); rebuild both (make build)");
-  const int steps = std::min(8, model->config.seq_len);
+  const int steps = std::min(4, model->config.seq_len);
   Transformer t(*model, kernels_for(best_isa()), 1, steps);
   jo.cache = &model_store;
   const std::unique_ptr<jit::Session> session = jit::attach(t, jo);

@@ -112,7 +112,12 @@ LoadedObject LoadedObject::load(std::span<const uint8_t> elf, std::span<const Sy
 
   // Layout: which sections are loaded, where.
   std::vector<Placed> place(nsec);
+  // The code segment starts with int3 padding: no function begins at its page's first byte, so
+  // callers that read the bytes before a function (clang's -fsanitize=function reads 8) stay in
+  // mapped memory and find no signature there.
+  constexpr uint64_t kCodePadBytes = 16;
   uint64_t seg_size[kSegments] = {};
+  seg_size[size_t(Segment::Code)] = kCodePadBytes;
   uint64_t code_bytes = 0;
   size_t symtab = 0;
   for (size_t i = 0; i < nsec; i++) {
@@ -199,6 +204,7 @@ LoadedObject LoadedObject::load(std::span<const uint8_t> elf, std::span<const Sy
   out.size_ = total;
   out.code_bytes_ = code_bytes;
   uint8_t* const base = static_cast<uint8_t*>(mem);
+  std::memset(base + seg_start[size_t(Segment::Code)], 0xcc, kCodePadBytes);
   for (size_t i = 0; i < nsec; i++) {
     if (!place[i].loaded) continue;
     place[i].offset += seg_start[size_t(place[i].seg)];
