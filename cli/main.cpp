@@ -23,6 +23,7 @@ const Command kCommands[] = {
     {"boot", bf::cli::cmd_boot, "boot the BareFlow unikernel under QEMU and run bareflow ARGS inside it"},
     {"state", bf::cli::cmd_state, "the persistent store: show, verify, clear, report"},
     {"export", bf::cli::cmd_export, "the converged code for one model and CPU as a small executable without LLVM"},
+    {"coverage", bf::cli::cmd_coverage, "run a bareflow command with a breakpoint per function: which functions ran"},
 };
 
 void usage(FILE* out) {

@@ -148,6 +148,21 @@ if store260:
                      run([BAREFLOW, "export", S260[0], "--state", store260, "-o", out], BAREFLOW_APPLIANCE=shutil.which("true")),
                      ["another build"])
 
+# bareflow coverage: the functions a run executes, by breakpoint coverage (ptrace).
+listing = os.path.join(TMP, "ran.txt")
+r = run([BAREFLOW, "coverage", "--list", listing, "generate"] + S260 + GREEDY + ["--no-state", "--jit=off"])
+if r.returncode == 3 and b"ptrace is not permitted" in r.stderr:
+    print("SKIP coverage: ptrace is not permitted on this machine")
+else:
+    e = err(r)
+    ran = open(listing).read().split() if os.path.exists(listing) else []
+    check("coverage: the run under breakpoints prints the golden text", r.returncode == 0 and r.stdout == golden, e)
+    check("coverage: one row per origin and a total", all(w in e for w in ("LLVM", "BareFlow", "libstdc++", "\nall ")), e)
+    check("coverage: the forward pass ran, bareflow info did not",
+          "_ZN2bf11Transformer7forwardEii" in ran and "_ZN2bf3cli12cmd_generateEiPPc" in ran and
+          "_ZN2bf3cli8cmd_infoEiPPc" not in ran, "%d functions listed" % len(ran))
+    one_line_refusal("coverage without a command", run([BAREFLOW, "coverage"]), ["no command"])
+
 shutil.rmtree(TMP, ignore_errors=True)
 print("%d failures" % len(failures))
 sys.exit(1 if failures else 0)
