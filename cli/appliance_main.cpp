@@ -5,7 +5,6 @@
 // for, another model, and another engine build: that code is never executed.
 #include <cstdio>
 #include <cstring>
-#include <new>
 #include <string>
 #include <vector>
 
@@ -45,13 +44,6 @@ bool ignored_flag(const std::string& f, cli::Args& a) {
   return false;
 }
 
-std::string self_path() {
-  char buf[4096];
-  const ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) fail("appliance", "cannot find its own file (/proc/self/exe)");
-  return std::string(buf, size_t(n));
-}
-
 int version(const native::AppliancePayload& p) {
   std::printf("bareflow appliance\nmodel: %s (%s), %s\ncpu: %s\ncpuid: %s\nengine: %s, exported by bareflow build %s\n",
               p.model_file.c_str(), p.model_hash.c_str(), native::short_model_description(p.model_description).c_str(),
@@ -73,7 +65,7 @@ int run(int argc, char** argv) {
     std::fputs(kUsageEnd, stdout);
     return 0;
   }
-  const native::AppliancePayload payload = native::read_appliance_payload(self_path());
+  const native::AppliancePayload payload = native::read_appliance_payload(cli::self_executable("appliance"));
   if (argc > 1 && std::strcmp(argv[1], "--version") == 0) return version(payload);
 
   cli::RunFlags r;
@@ -111,14 +103,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const bf::Error& e) {
-    std::fprintf(stderr, "bareflow: %s\n", bf::printable(e.message).c_str());
-    return 2;
-  } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "bareflow: out of memory\n");
-    return 2;
-  }
-}
+int main(int argc, char** argv) { return bf::cli::report_errors(run, argc, argv); }

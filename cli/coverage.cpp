@@ -3,7 +3,6 @@
 // every function entry of the symbol table gets an int3; the first hit of each is recorded, its
 // byte put back and the thread resumed at it, so each function traps once and then runs at full
 // speed. The measured counterpart of "most of LLVM is never used" (docs/SHRINK.md).
-#include <elf.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/ptrace.h>
@@ -23,7 +22,8 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
-#include "engine/mapped_file.h"
+#include "cli/run.h"
+#include "native/elf_symbols.h"
 
 namespace bf::cli {
 namespace {
@@ -49,7 +49,7 @@ struct Function {
 // By the mangled name: a function that mentions llvm:: (its own, or a std template instantiated for
 // LLVM's types) is LLVM's; likewise bf::; then the C++ runtime's; unmangled names are C.
 Origin origin_of(std::string_view n) {
-  if (n.find("4llvm") != std::string_view::npos || n.rfind("llvm", 0) == 0 || n.rfind("LLVM", 0) == 0) return Origin::Llvm;
+  if (native::is_llvm_symbol(n)) return Origin::Llvm;
   if (n.find("N2bf") != std::string_view::npos || n.find("NK2bf") != std::string_view::npos || n.rfind("bf_", 0) == 0 ||
       n == "main")
     return Origin::Bareflow;
@@ -60,38 +60,14 @@ Origin origin_of(std::string_view n) {
   return Origin::OtherCxx;
 }
 
-// Every function of the ELF file's symbol table (non-empty, in an executable section), sorted by
-// address, one per address.
+// Every function of the executable's symbol table in an executable section, sorted by address,
+// one per address (aliases share an entry).
 std::vector<Function> functions_of(const std::string& path) {
-  const MappedFile f = MappedFile::open(path);
-  const uint8_t* b = f.data();
-  const size_t size = f.size();
-  auto bad = [&](const char* what) { fail(path, what); };
-  if (size < sizeof(Elf64_Ehdr)) bad("not an ELF file");
-  Elf64_Ehdr eh;
-  std::memcpy(&eh, b, sizeof eh);
-  if (std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64) bad("not an ELF64 file");
-  if (eh.e_shentsize != sizeof(Elf64_Shdr) || eh.e_shoff > size || eh.e_shnum > (size - eh.e_shoff) / sizeof(Elf64_Shdr))
-    bad("bad section headers");
-  std::vector<Elf64_Shdr> sh(eh.e_shnum);
-  std::memcpy(sh.data(), b + eh.e_shoff, sh.size() * sizeof(Elf64_Shdr));
   std::vector<Function> out;
-  for (const Elf64_Shdr& s : sh) {
-    if (s.sh_type != SHT_SYMTAB) continue;
-    if (s.sh_link >= sh.size() || s.sh_offset > size || s.sh_size > size - s.sh_offset) bad("bad symbol table");
-    const Elf64_Shdr& strtab = sh[s.sh_link];
-    if (strtab.sh_offset > size || strtab.sh_size > size - strtab.sh_offset) bad("bad string table");
-    for (uint64_t k = 0; k < s.sh_size / sizeof(Elf64_Sym); k++) {
-      Elf64_Sym sym;
-      std::memcpy(&sym, b + s.sh_offset + k * sizeof sym, sizeof sym);
-      if (ELF64_ST_TYPE(sym.st_info) != STT_FUNC || sym.st_size == 0 || sym.st_shndx >= sh.size()) continue;
-      if (!(sh[sym.st_shndx].sh_flags & SHF_EXECINSTR) || sym.st_name >= strtab.sh_size) continue;
-      const char* name = reinterpret_cast<const char*>(b + strtab.sh_offset + sym.st_name);
-      const std::string_view n(name, strnlen(name, strtab.sh_size - sym.st_name));
-      out.push_back({sym.st_value, sym.st_size, std::string(n), origin_of(n)});
-    }
-  }
-  if (out.empty()) bad("has no function symbols (stripped?)");
+  for (native::FunctionSymbol& f : native::function_symbols(path))
+    if (f.in_code) out.push_back({f.addr, f.size, std::move(f.name), Origin::C});
+  if (out.empty()) fail(path, "has no function symbols (stripped?)");
+  for (Function& f : out) f.origin = origin_of(f.name);
   std::sort(out.begin(), out.end(), [](const Function& a, const Function& b) { return a.addr < b.addr; });
   out.erase(std::unique(out.begin(), out.end(), [](const Function& a, const Function& b) { return a.addr == b.addr; }),
             out.end());
@@ -139,10 +115,7 @@ int cmd_coverage(int argc, char** argv) {
     first += 2;
   }
   if (first >= argc) fail("coverage", "no command to run (e.g. bareflow coverage generate MODEL)");
-  char self[4096];
-  const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-  if (n <= 0) fail("coverage", "cannot find this executable (/proc/self/exe)");
-  const std::string exe(self, size_t(n));
+  const std::string exe = self_executable("coverage");
   std::vector<Function> fns = functions_of(exe);
 
   const pid_t child = fork();

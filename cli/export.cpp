@@ -10,6 +10,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cli/args.h"
@@ -17,6 +18,7 @@
 #include "cli/jit_flags.h"
 #include "cli/run.h"
 #include "engine/build_id.h"
+#include "engine/mapped_file.h"
 #include "engine/model.h"
 #include "engine/transformer.h"
 #include "jit/attach.h"
@@ -42,39 +44,11 @@ const char kUsage[] =
     "  The appliance template is bareflow-appliance beside this executable ($BAREFLOW_APPLIANCE\n"
     "  names another).\n";
 
-std::string read_file(const std::string& path) {
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail(path, std::strerror(errno));
-  std::string bytes;
-  char buf[1 << 16];
-  for (;;) {
-    const ssize_t n = read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int e = errno;
-      close(fd);
-      fail(path, std::strerror(e));
-    }
-    if (n == 0) break;
-    bytes.append(buf, size_t(n));
-    if (bytes.size() > (256u << 20)) {
-      close(fd);
-      fail(path, "larger than 256 MiB: not an appliance template");
-    }
-  }
-  close(fd);
-  return bytes;
-}
-
 // The LLVM-free executable the payload is appended to: bareflow-appliance from this build.
 std::string appliance_template() {
   if (const char* env = std::getenv("BAREFLOW_APPLIANCE"); env && *env) return env;
-  char self[4096];
-  const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-  if (n <= 0) fail("export", "cannot find this executable (/proc/self/exe); set BAREFLOW_APPLIANCE");
-  std::string dir(self, size_t(n));
-  dir = dir.substr(0, dir.rfind('/') + 1);
-  return dir + "bareflow-appliance";
+  const std::string self = self_executable("export (set BAREFLOW_APPLIANCE)");
+  return self.substr(0, self.rfind('/') + 1) + "bareflow-appliance";
 }
 
 bool same_file(const std::string& a, const std::string& b) {
@@ -84,7 +58,7 @@ bool same_file(const std::string& a, const std::string& b) {
 
 // Writes `bytes` to `path` crash-safely: a temporary file beside it, fsync, chmod 755, rename,
 // then the directory's fsync. An existing `path` is whole until the rename replaces it.
-void write_executable(const std::string& path, const std::string& head, const std::vector<uint8_t>& tail) {
+void write_executable(const std::string& path, const MappedFile& head, const std::vector<uint8_t>& tail) {
   const std::string tmp = path + ".tmp." + std::to_string(getpid());
   const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
   if (fd < 0) fail("-o", path + ": " + std::strerror(errno));
@@ -98,7 +72,7 @@ void write_executable(const std::string& path, const std::string& head, const st
     }
     return true;
   };
-  const bool ok = write_all(head.data(), head.size()) &&
+  const bool ok = write_all(reinterpret_cast<const char*>(head.data()), head.size()) &&
                   write_all(reinterpret_cast<const char*>(tail.data()), tail.size()) && fchmod(fd, 0755) == 0 &&
                   fsync(fd) == 0;
   const int e = errno;
@@ -114,8 +88,6 @@ void write_executable(const std::string& path, const std::string& head, const st
     close(dfd);
   }
 }
-
-std::string file_name_of(const std::string& path) { return path.substr(path.rfind('/') + 1); }
 
 }  // namespace
 
@@ -174,8 +146,9 @@ int cmd_export(int argc, char** argv) {
   // The stored code, installed and verified by the JIT as a warm start does: a few forward steps,
   // synchronous, so that the sites' variants and then the fused groups' are in place. Few enough
   // that no site does more work than any real run did (a converged site is not promoted here).
-  const std::string templ_bytes = read_file(templ);
-  if (templ_bytes.find(engine_source_id()) == std::string::npos)
+  const MappedFile templ_bytes = MappedFile::open(templ);
+  if (std::string_view(reinterpret_cast<const char*>(templ_bytes.data()), templ_bytes.size()).find(engine_source_id()) ==
+      std::string_view::npos)
     fail(templ, "is not the appliance of this bareflow's engine (another build); rebuild both (make build)");
   const int steps = std::min(4, model->config.seq_len);
   Transformer t(*model, kernels_for(best_isa()), 1, steps);

@@ -186,10 +186,6 @@ std::unique_ptr<state::Store> open_state(const Flags& g) {
   return s;
 }
 
-std::string file_name_of(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
-}
 
 }  // namespace
 

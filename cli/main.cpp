@@ -1,11 +1,11 @@
 // bareflow: the command-line entry point. Dispatches to the subcommands in cli/commands.h.
 #include <cstdio>
 #include <cstring>
-#include <new>
 #include <string>
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/run.h"
 #include "engine/error.h"
 
 namespace {
@@ -34,9 +34,7 @@ void usage(FILE* out) {
   for (const Command& c : kCommands) std::fprintf(out, "  %-10s %s\n", c.name, c.summary);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int dispatch(int argc, char** argv) {
   if (argc < 2) {
     usage(stderr);
     return 2;
@@ -46,18 +44,13 @@ int main(int argc, char** argv) {
     usage(stdout);
     return 0;
   }
-  try {
-    for (const Command& c : kCommands)
-      if (cmd == c.name) return c.run(argc - 1, argv + 1);
-    if (bf::cli::is_file(argv[1])) return bf::cli::cmd_generate(argc, argv);
-    std::fprintf(stderr, "bareflow: unknown command '%s' (see bareflow --help)\n", bf::printable(argv[1]).c_str());
-    return 2;
-  } catch (const bf::Error& e) {
-    // The one place errors are printed: whatever a path, flag or model string held, one line.
-    std::fprintf(stderr, "bareflow: %s\n", bf::printable(e.message).c_str());
-    return 2;
-  } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "bareflow: out of memory\n");
-    return 2;
-  }
+  for (const Command& c : kCommands)
+    if (cmd == c.name) return c.run(argc - 1, argv + 1);
+  if (bf::cli::is_file(argv[1])) return bf::cli::cmd_generate(argc, argv);
+  std::fprintf(stderr, "bareflow: unknown command '%s' (see bareflow --help)\n", bf::printable(argv[1]).c_str());
+  return 2;
 }
+
+}  // namespace
+
+int main(int argc, char** argv) { return bf::cli::report_errors(dispatch, argc, argv); }

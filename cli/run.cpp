@@ -1,9 +1,12 @@
 #include "cli/run.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <new>
 
 #include "cli/isa.h"
 
@@ -32,6 +35,27 @@ std::string dir_of(const std::string& p) {
 }
 
 }  // namespace
+
+std::string self_executable(const char* who) {
+  char buf[4096];
+  const ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) fail(who, "cannot find this executable's file (/proc/self/exe)");
+  return std::string(buf, size_t(n));
+}
+
+std::string file_name_of(const std::string& path) { return path.substr(path.rfind('/') + 1); }
+
+int report_errors(int (*body)(int, char**), int argc, char** argv) {
+  try {
+    return body(argc, argv);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "bareflow: %s\n", printable(e.message).c_str());
+    return 2;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "bareflow: out of memory\n");
+    return 2;
+  }
+}
 
 std::string find_default_model() {
   std::vector<std::string> dirs;

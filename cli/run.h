@@ -37,6 +37,16 @@ bool parse_run_flag(const std::string& f, Args& a, RunFlags& r);
 // After the flags: the default model when none was given, the seed from the clock when 0.
 void finish_run_flags(RunFlags& r);
 
+// The path of the running executable (/proc/self/exe); throws naming `who` if it cannot be read.
+std::string self_executable(const char* who);
+// "a/b/model.bin" -> "model.bin".
+std::string file_name_of(const std::string& path);
+
+// Runs `body`, the executable's whole job, turning a bf::Error or exhaustion into one stderr line
+// "bareflow: ..." and exit status 2: the one place errors are printed, whatever a path, flag or
+// model string held.
+int report_errors(int (*body)(int, char**), int argc, char** argv);
+
 // The first of stories15M.bin, stories260K.bin on the search path; throws naming where it looked.
 std::string find_default_model();
 // The tokenizer file to read: -z, else "" when the GGUF has its own vocabulary, else the llama2.c

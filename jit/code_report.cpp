@@ -1,56 +1,29 @@
 #include "jit/code_report.h"
 
-#include <elf.h>
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
+#include <vector>
 
-#include <cstring>
+#include "engine/error.h"
+#include "native/elf_symbols.h"
 
 namespace bf::jit {
 
-namespace {
-// Itanium-mangled names in namespace llvm contain "4llvm" (llvm::, templates over llvm types);
-// the C API is LLVM*.
-bool is_llvm(const char* name) { return std::strstr(name, "4llvm") || std::strncmp(name, "LLVM", 4) == 0; }
-}  // namespace
-
 BinaryCode measure_binary_code() {
   BinaryCode b;
-  const int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return b;
-  struct stat st;
-  void* map = fstat(fd, &st) == 0 ? mmap(nullptr, size_t(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0) : MAP_FAILED;
-  close(fd);
-  if (map == MAP_FAILED) return b;
-  const auto* base = static_cast<const uint8_t*>(map);
-  const auto* eh = reinterpret_cast<const Elf64_Ehdr*>(base);
-  const size_t size = size_t(st.st_size);
-  if (size >= sizeof(Elf64_Ehdr) && std::memcmp(eh->e_ident, ELFMAG, SELFMAG) == 0 &&
-      eh->e_ident[EI_CLASS] == ELFCLASS64 && eh->e_shoff + uint64_t(eh->e_shnum) * sizeof(Elf64_Shdr) <= size) {
-    const auto* sh = reinterpret_cast<const Elf64_Shdr*>(base + eh->e_shoff);
-    for (int i = 0; i < eh->e_shnum; i++) {
-      if (sh[i].sh_type != SHT_SYMTAB || sh[i].sh_link >= eh->e_shnum) continue;
-      const Elf64_Shdr& strtab = sh[sh[i].sh_link];
-      if (sh[i].sh_offset + sh[i].sh_size > size || strtab.sh_offset + strtab.sh_size > size) break;
-      const auto* syms = reinterpret_cast<const Elf64_Sym*>(base + sh[i].sh_offset);
-      const char* names = reinterpret_cast<const char*>(base + strtab.sh_offset);
-      for (size_t k = 0; k < sh[i].sh_size / sizeof(Elf64_Sym); k++) {
-        if (ELF64_ST_TYPE(syms[k].st_info) != STT_FUNC || syms[k].st_size == 0) continue;
-        if (syms[k].st_name >= strtab.sh_size) continue;
-        b.functions++;
-        b.function_bytes += syms[k].st_size;
-        if (is_llvm(names + syms[k].st_name)) {
-          b.llvm_functions++;
-          b.llvm_bytes += syms[k].st_size;
-        }
-      }
-      b.ok = true;
-      break;
+  std::vector<native::FunctionSymbol> fns;
+  try {
+    fns = native::function_symbols("/proc/self/exe");
+  } catch (const Error&) {
+    return b;  // unreadable, or not ELF: nothing to measure
+  }
+  for (const native::FunctionSymbol& f : fns) {
+    b.functions++;
+    b.function_bytes += f.size;
+    if (native::is_llvm_symbol(f.name)) {
+      b.llvm_functions++;
+      b.llvm_bytes += f.size;
     }
   }
-  munmap(map, size);
+  b.ok = !fns.empty();
   return b;
 }
 
