@@ -7,6 +7,7 @@
 #include "kernel/arch/serial.h"
 #include "kernel/arch/timer.h"
 #include "kernel/boot/bootinfo.h"
+#include "kernel/dev/virtio_blk.h"
 #include "kernel/fs/bootfs.h"
 #include "kernel/lib/cmdline.h"
 #include "kernel/lib/kstring.h"
@@ -91,6 +92,7 @@ extern "C" [[noreturn]] void kmain(uint32_t magic, uint32_t info) {
   apic_virtual_wire();
   const uint64_t t_vm = monotonic_ns();
   bootfs_init(g_boot);
+  blk_init();
   for (unsigned i = 0; i < g_boot.nmods; ++i) {
     // Bytes after a module's end up to its page boundary belong to no module: zero them so a
     // file mapping reads zeros past the end of the file, as on Linux.

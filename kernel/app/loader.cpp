@@ -1,10 +1,12 @@
 #include "kernel/app/loader.h"
 
+#include "kernel/dev/virtio_blk.h"
 #include "kernel/app/elf.h"
 #include "kernel/app/stack.h"
 #include "kernel/arch/cpu.h"
 #include "kernel/arch/timer.h"
 #include "kernel/arch/x86.h"
+#include "kernel/dev/virtio_blk.h"
 #include "kernel/fs/bootfs.h"
 #include "kernel/lib/exit.h"
 #include "kernel/lib/kstring.h"
@@ -228,14 +230,16 @@ uint64_t build_stack(const BootFile* f, unsigned argc, const char* const* argv, 
   uint64_t stack_phys = 0;
   if (!vm_map_fixed_owned(kStackTop - kStackSize, kStackSize, kPteU | kPteW | kPteNx, &stack_phys))
     cannot_run(f, "out of memory for the stack");
-  static const char* const envp[] = {"PATH=/", "HOME=/", "TERM=dumb", "LANG=C"};
+  // With a disk, the engine's persistent store is on it (BAREFLOW_STATE is its default path).
+  static const char* const envp[] = {"PATH=/", "HOME=/", "TERM=dumb", "LANG=C", "BAREFLOW_STATE=/state"};
+  const unsigned nenv = blk_info().state == BlkState::Absent ? 4 : 5;
   const uint64_t auxv[] = {
       kAtPhdr, g_img.phdr_vaddr + bias, kAtPhent, sizeof(Elf64Phdr), kAtPhnum, g_img.phnum,
       kAtPagesz, kPageSize, kAtBase, 0, kAtFlags, 0, kAtEntry, g_img.entry + bias,
       kAtUid, 0, kAtEuid, 0, kAtGid, 0, kAtEgid, 0, kAtSecure, 0,
       kAtHwcap, g_cpu.hwcap, kAtHwcap2, 0, kAtClktck, 100,
   };
-  StackSpec spec{argv, argc, envp, 4, auxv, sizeof(auxv) / 16, "x86_64", {}};
+  StackSpec spec{argv, argc, envp, nenv, auxv, sizeof(auxv) / 16, "x86_64", {}};
   for (int i = 0; i < 16; i += 8) {
     const uint64_t r = x86::rdtsc() * 0x9E3779B97F4A7C15ull + uint64_t(i);
     memcpy(spec.random + i, &r, 8);

@@ -12,6 +12,18 @@ inline uint8_t inb(uint16_t port) {
   asm volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
   return v;
 }
+inline uint16_t inw(uint16_t port) {
+  uint16_t v;
+  asm volatile("inw %1, %0" : "=a"(v) : "Nd"(port));
+  return v;
+}
+inline uint32_t inl(uint16_t port) {
+  uint32_t v;
+  asm volatile("inl %1, %0" : "=a"(v) : "Nd"(port));
+  return v;
+}
+// Orders the CPU's memory accesses against a device's view of RAM (virtqueue rings, MMIO).
+inline void mfence() { asm volatile("mfence" : : : "memory"); }
 inline uint64_t rdmsr(uint32_t msr) {
   uint32_t lo, hi;
   asm volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr));

@@ -27,6 +27,7 @@ namespace bf::boot {
 const char kUsage[] =
     "usage: bareflow boot [--iso] [--kvm|--tcg] [--machine microvm|pc] [--mem SIZE] [--timeout SEC]\n"
     "                     [--strace] [--code-pages] [-v] [--app EXE] [--kernel DIR] [--module FILE]\n"
+    "                     [--disk FILE [--disk-size SIZE] [--disk-init] [--virtio modern|legacy]]\n"
     "                     -- ARGS...\n"
     "  boots the BareFlow unikernel under QEMU and runs `bareflow ARGS...` inside it\n"
     "  --iso         boot a GRUB ISO (Multiboot2) instead of qemu -kernel (Multiboot1)\n"
@@ -41,6 +42,11 @@ const char kUsage[] =
     "  --app EXE     application executable (default: this bareflow)\n"
     "  --kernel DIR  directory holding bareflow-kernel.bin/.elf (default: beside this executable)\n"
     "  --module FILE one more file for the guest, as /NAME (NAME: its base name)\n"
+    "  --disk FILE   a virtio-blk disk backed by FILE (created when missing): the guest's /state,\n"
+    "                where the engine keeps its store across boots (BAREFLOW_STATE=/state)\n"
+    "  --disk-size SIZE  size of a disk created now (default 64M; K, M or G)\n"
+    "  --disk-init   zero the disk first (the only way an unknown disk gets reused)\n"
+    "  --virtio V    virtio-mmio interface on microvm: modern (default) or legacy\n"
     "  -v            print the QEMU command line\n"
     "  The model and the tokenizer (-m, -z, the first argument of generate or info) become files\n"
     "  of the guest; every other argument reaches it byte for byte.\n";
@@ -488,7 +494,19 @@ std::string parse_flags(int argc, char** argv, Options* o, bool* help) {
     } else if (a == "--app") o->app = value("--app");
     else if (a == "--kernel") o->kernel_dir = value("--kernel");
     else if (a == "--module") o->modules.push_back(value("--module"));
-    else if (a == "--strace") o->strace = true;
+    else if (a == "--disk") o->disk = value("--disk");
+    else if (a == "--disk-size") {
+      const std::string t = value("--disk-size");
+      if (!err.empty()) break;
+      o->disk_size = parse_size(t);
+      if (!o->disk_size || o->disk_size % 512 || o->disk_size < kMiB)
+        err = "--disk-size: '" + t + "' is not a size of at least 1M in whole 512-byte sectors";
+    } else if (a == "--disk-init") o->disk_init = true;
+    else if (a == "--virtio") {
+      const std::string v = value("--virtio");
+      if (err.empty() && v != "modern" && v != "legacy") err = "--virtio: '" + v + "' is not modern or legacy";
+      o->virtio_legacy = v == "legacy";
+    } else if (a == "--strace") o->strace = true;
     else if (a == "--code-pages") o->code_pages = true;
     else if (a == "-v" || a == "--verbose") o->verbose = true;
     else if (a == "-h" || a == "--help") {
@@ -581,6 +599,30 @@ int launch(const Options& o, const char* prog) {
                                 "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
                                 "-m", std::to_string(mem / kMiB) + "M",
                                 "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"};
+  if (!o.disk.empty()) {
+    // The disk file: created sparse when missing (or zeroed on --disk-init), never shrunk.
+    const bool exists = access(o.disk.c_str(), F_OK) == 0;
+    const int fd = open(o.disk.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | (o.disk_init ? O_TRUNC : 0), 0644);
+    if (fd < 0) return complain("--disk %s: %s", o.disk.c_str(), strerror(errno));
+    struct stat st;
+    const bool regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+    const uint64_t size = uint64_t(regular ? st.st_size : 0);
+    const bool sized = !exists || o.disk_init ? ftruncate(fd, off_t(o.disk_size)) == 0 : true;
+    close(fd);
+    if (!regular) return complain("--disk %s: not a regular file", o.disk.c_str());
+    if (!sized) return complain("--disk %s: cannot size it: %s", o.disk.c_str(), strerror(errno));
+    if (exists && !o.disk_init && (size < kMiB || size % 512))
+      return complain("--disk %s: %lu bytes is not a disk (at least 1M in whole 512-byte sectors); --disk-init makes it one",
+                      o.disk.c_str(), static_cast<unsigned long>(size));
+    char* abs = realpath(o.disk.c_str(), nullptr);
+    if (!abs) return complain("--disk %s: %s", o.disk.c_str(), strerror(errno));
+    std::string path;
+    for (const char* c = abs; *c; ++c) path += *c == ',' ? std::string(",,") : std::string(1, *c);  // QEMU's escape
+    free(abs);
+    q.insert(q.end(), {"-drive", "file=" + path + ",format=raw,if=none,id=disk0,cache=writeback,discard=unmap",
+                       "-device", std::string(microvm ? "virtio-blk-device" : "virtio-blk-pci") + ",drive=disk0"});
+    if (microvm && !o.virtio_legacy) q.insert(q.end(), {"-global", "virtio-mmio.force-legacy=false"});
+  }
   if (o.iso) {
     const std::string err = make_iso(dir, kimage, all, options);
     if (g_signal) return interrupted();

@@ -32,6 +32,10 @@ struct Options {
   std::string kernel_dir;            // --kernel; empty: $BAREFLOW_KERNEL_DIR or beside this executable
   std::vector<std::string> modules;  // --module: extra files, "/basename" in the guest
   std::vector<GuestArg> args;        // the guest's argv after argv0 (everything after "--": text)
+  std::string disk;                  // --disk: the virtio-blk disk's file; empty: no disk
+  uint64_t disk_size = 64ull << 20;  // --disk-size: for a disk created now
+  bool disk_init = false;            // --disk-init: zero it first
+  bool virtio_legacy = false;        // --virtio legacy: the v1 virtio-mmio interface on microvm
 };
 
 // Parses the boot flags of argv[1..] up to "--"; what follows becomes o->args (all text). Returns ""

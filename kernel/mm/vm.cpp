@@ -148,6 +148,13 @@ void vm_init() {
 
 PageTables& vm_tables() { return g_pt; }
 
+void* vm_map_device(uint64_t phys, uint64_t len) {
+  const uint64_t lo = align_down(phys, kPageSize), hi = align_up(phys + len, kPageSize);
+  if (!g_pt.map(kDirectMapBase + lo, lo, hi - lo, kPteW | kPteNx | kPtePcd | kPtePwt | kPteG, false)) return nullptr;
+  x86::flush_tlb();
+  return phys_to_ptr(phys);
+}
+
 uint64_t vm_prot_flags(int prot) {
   if (prot == 0) return kPteNx;  // supervisor-only: reserved, inaccessible to ring 3
   uint64_t f = kPteU;

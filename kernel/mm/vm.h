@@ -11,6 +11,9 @@ namespace bf::kern {
 
 void vm_init();  // builds and loads the kernel's tables (after phys_init)
 PageTables& vm_tables();
+// Device registers at phys, uncached, in the direct-map window (replacing any RAM mapping there).
+// Returns where the kernel reaches them, or nullptr when a table frame cannot be allocated.
+void* vm_map_device(uint64_t phys, uint64_t len);
 
 // Leaf flags for a user mapping with Linux PROT_* bits. PROT_NONE maps supervisor-only, which
 // reserves the range and makes any user access fault.

@@ -5,6 +5,7 @@
 #include "kernel/arch/serial.h"
 #include "kernel/arch/timer.h"
 #include "kernel/arch/x86.h"
+#include "kernel/dev/virtio_blk.h"
 #include "kernel/fs/bootfs.h"
 #include "kernel/lib/errno.h"
 #include "kernel/lib/exit.h"
@@ -50,14 +51,25 @@ int64_t put_user(uint64_t up, const T& v) {
 // ---- file descriptors --------------------------------------------------------------------------
 
 constexpr int kMaxFds = 64;
+enum class FdKind : uint8_t { Free, Console, BootFile, Disk };
 struct Fd {
-  bool used;
-  int file;  // bootfs index; -1 for the console (0, 1, 2)
+  FdKind kind;
+  int file;  // bootfs index (BootFile)
   uint64_t off;
+  bool writable;  // Disk opened O_WRONLY or O_RDWR
 };
-Fd g_fds[kMaxFds] = {{true, -1, 0}, {true, -1, 0}, {true, -1, 0}};
+Fd g_fds[kMaxFds] = {{FdKind::Console, -1, 0, false}, {FdKind::Console, -1, 0, true}, {FdKind::Console, -1, 0, true}};
 
-Fd* get_fd(uint64_t fd) { return fd < uint64_t(kMaxFds) && g_fds[fd].used ? &g_fds[fd] : nullptr; }
+Fd* get_fd(uint64_t fd) { return fd < uint64_t(kMaxFds) && g_fds[fd].kind != FdKind::Free ? &g_fds[fd] : nullptr; }
+
+// The disk, when the machine has one, is the writable file /state (kernel/dev/virtio_blk.h). Its
+// size is the disk's: it cannot grow or shrink.
+bool is_disk_path(const char* p) {
+  if (blk_info().state == BlkState::Absent) return false;
+  if (p[0] == '/') ++p;
+  else if (p[0] == '.' && p[1] == '/') p += 2;
+  return kstrcmp(p, "state") == 0;
+}
 
 struct LinuxStat {
   uint64_t dev, ino, nlink;
@@ -71,7 +83,7 @@ static_assert(sizeof(LinuxStat) == 144);
 
 constexpr uint32_t kIfReg = 0100000, kIfDir = 0040000, kIfChr = 0020000;
 
-int64_t fill_stat(int file, bool is_dir, uint64_t ust) {
+int64_t fill_stat(FdKind kind, int file, bool is_dir, uint64_t ust) {
   LinuxStat st{};
   st.dev = 1;
   st.nlink = 1;
@@ -80,8 +92,12 @@ int64_t fill_stat(int file, bool is_dir, uint64_t ust) {
   st.atime = st.mtime = st.ctime = now;
   if (is_dir) {
     st.mode = kIfDir | 0555, st.ino = 1, st.nlink = 2;
-  } else if (file < 0) {
+  } else if (kind == FdKind::Console) {
     st.mode = kIfChr | 0620, st.ino = 2, st.rdev = (136ull << 8);
+  } else if (kind == FdKind::Disk) {
+    const BlkInfo& b = blk_info();
+    st.mode = kIfReg | (b.read_only ? 0444 : 0644), st.ino = 3, st.size = int64_t(b.capacity);
+    st.blocks = int64_t(b.capacity / 512);
   } else {
     const BootFile* f = bootfs_file(file);
     st.mode = kIfReg | 0444, st.ino = uint64_t(file) + 16, st.size = int64_t(f->size);
@@ -92,10 +108,37 @@ int64_t fill_stat(int file, bool is_dir, uint64_t ust) {
 
 // ---- individual calls --------------------------------------------------------------------------
 
+// pread on the disk: what lies within its size.
+int64_t disk_read(uint64_t buf, uint64_t n, uint64_t off) {
+  if (!uwrite_ok(buf, n)) return -EFAULT;
+  const uint64_t cap = blk_info().capacity;
+  if (off >= cap) return 0;
+  const uint64_t k = n < cap - off ? n : cap - off;
+  const int64_t r = blk_read(off, reinterpret_cast<void*>(buf), k);
+  return r < 0 ? r : int64_t(k);
+}
+
+// pwrite on the disk: past its end there is no space (a write that reaches it is cut short).
+int64_t disk_write(const Fd& d, uint64_t buf, uint64_t n, uint64_t off) {
+  if (!d.writable) return -EBADF;
+  if (!uread_ok(buf, n)) return -EFAULT;
+  if (n == 0) return 0;
+  const uint64_t cap = blk_info().capacity;
+  if (off >= cap) return -ENOSPC;
+  const uint64_t k = n < cap - off ? n : cap - off;
+  const int64_t r = blk_write(off, reinterpret_cast<const void*>(buf), k);
+  return r < 0 ? r : int64_t(k);
+}
+
 int64_t sys_read(uint64_t fd, uint64_t buf, uint64_t n) {
   Fd* d = get_fd(fd);
   if (!d) return -EBADF;
-  if (d->file < 0) return fd == 0 ? 0 : -EBADF;  // stdin is empty; stdout/stderr are write-only
+  if (d->kind == FdKind::Console) return fd == 0 ? 0 : -EBADF;  // stdin is empty; stdout/stderr are write-only
+  if (d->kind == FdKind::Disk) {
+    const int64_t r = disk_read(buf, n, d->off);
+    if (r > 0) d->off += uint64_t(r);
+    return r;
+  }
   if (!uwrite_ok(buf, n)) return -EFAULT;
   const BootFile* f = bootfs_file(d->file);
   if (d->off >= f->size) return 0;
@@ -108,8 +151,9 @@ int64_t sys_read(uint64_t fd, uint64_t buf, uint64_t n) {
 int64_t sys_pread(uint64_t fd, uint64_t buf, uint64_t n, uint64_t off) {
   Fd* d = get_fd(fd);
   if (!d) return -EBADF;
-  if (d->file < 0) return -ESPIPE;
+  if (d->kind == FdKind::Console) return -ESPIPE;
   if (int64_t(off) < 0) return -EINVAL;
+  if (d->kind == FdKind::Disk) return disk_read(buf, n, off);
   if (!uwrite_ok(buf, n)) return -EFAULT;
   const BootFile* f = bootfs_file(d->file);
   if (off >= f->size) return 0;
@@ -121,10 +165,23 @@ int64_t sys_pread(uint64_t fd, uint64_t buf, uint64_t n, uint64_t off) {
 int64_t sys_write(uint64_t fd, uint64_t buf, uint64_t n) {
   Fd* d = get_fd(fd);
   if (!d) return -EBADF;
-  if (d->file >= 0 || fd == 0) return -EBADF;  // boot files are read-only
+  if (d->kind == FdKind::Disk) {
+    const int64_t r = disk_write(*d, buf, n, d->off);
+    if (r > 0) d->off += uint64_t(r);
+    return r;
+  }
+  if (d->kind != FdKind::Console || fd == 0) return -EBADF;  // boot files are read-only
   if (!uread_ok(buf, n)) return -EFAULT;
   serial::write(fd == 1 ? serial::Port::kStdout : serial::Port::kConsole, reinterpret_cast<const char*>(buf), n);
   return int64_t(n);
+}
+
+int64_t sys_pwrite(uint64_t fd, uint64_t buf, uint64_t n, uint64_t off) {
+  Fd* d = get_fd(fd);
+  if (!d) return -EBADF;
+  if (d->kind == FdKind::Console) return -ESPIPE;
+  if (int64_t(off) < 0) return -EINVAL;
+  return d->kind == FdKind::Disk ? disk_write(*d, buf, n, off) : -EBADF;
 }
 
 int64_t sys_writev(uint64_t fd, uint64_t iov, uint64_t cnt) {
@@ -163,14 +220,27 @@ bool is_root(const char* p) { return (p[0] == '/' && p[1] == 0) || (p[0] == '.' 
 int64_t sys_openat(uint64_t upath, uint64_t flags) {
   char path[256];
   if (const int64_t r = copy_path(upath, path, sizeof path)) return r;
+  if (is_disk_path(path)) {
+    const uint64_t access = flags & 3;
+    if ((flags & 0x80) && (flags & 0x40)) return -EEXIST;  // O_CREAT|O_EXCL: it exists
+    if (flags & 0x10000) return -ENOTDIR;
+    if (access != 0 && blk_info().read_only) return -EROFS;
+    // O_TRUNC is ignored, as Linux ignores it on a block device.
+    for (int fd = 3; fd < kMaxFds; ++fd)
+      if (g_fds[fd].kind == FdKind::Free) {
+        g_fds[fd] = {FdKind::Disk, -1, 0, access != 0};
+        return fd;
+      }
+    return -EMFILE;
+  }
   const int idx = bootfs_lookup(path);
   if (flags & 0x43) return idx >= 0 || is_root(path) ? -EROFS : (flags & 0x40 ? -EROFS : -ENOENT);  // write, create
   if (is_root(path)) return -EISDIR;  // no directory reading
   if (idx < 0) return -ENOENT;
   if (flags & 0x10000) return -ENOTDIR;  // O_DIRECTORY
   for (int fd = 3; fd < kMaxFds; ++fd)
-    if (!g_fds[fd].used) {
-      g_fds[fd] = {true, idx, 0};
+    if (g_fds[fd].kind == FdKind::Free) {
+      g_fds[fd] = {FdKind::BootFile, idx, 0, false};
       return fd;
     }
   return -EMFILE;
@@ -179,14 +249,14 @@ int64_t sys_openat(uint64_t upath, uint64_t flags) {
 int64_t sys_close(uint64_t fd) {
   Fd* d = get_fd(fd);
   if (!d) return -EBADF;
-  if (fd > 2) d->used = false;  // the console descriptors stay: writes to them must keep working
+  if (fd > 2) d->kind = FdKind::Free;  // the console descriptors stay: writes to them must keep working
   return 0;
 }
 
 int64_t sys_fstat(uint64_t fd, uint64_t ust) {
   Fd* d = get_fd(fd);
   if (!d) return -EBADF;
-  return fill_stat(d->file, false, ust);
+  return fill_stat(d->kind, d->file, false, ust);
 }
 
 int64_t sys_newfstatat(int64_t dirfd, uint64_t upath, uint64_t ust, uint64_t flags) {
@@ -194,19 +264,20 @@ int64_t sys_newfstatat(int64_t dirfd, uint64_t upath, uint64_t ust, uint64_t fla
   if (const int64_t r = copy_path(upath, path, sizeof path)) return r;
   if (path[0] == 0) {
     if (!(flags & 0x1000)) return -ENOENT;  // AT_EMPTY_PATH
-    return dirfd == kAtFdCwd ? fill_stat(0, true, ust) : sys_fstat(uint64_t(dirfd), ust);
+    return dirfd == kAtFdCwd ? fill_stat(FdKind::Free, 0, true, ust) : sys_fstat(uint64_t(dirfd), ust);
   }
-  if (is_root(path)) return fill_stat(0, true, ust);
+  if (is_root(path)) return fill_stat(FdKind::Free, 0, true, ust);
+  if (is_disk_path(path)) return fill_stat(FdKind::Disk, -1, false, ust);
   const int idx = bootfs_lookup(path);
   if (idx < 0) return -ENOENT;
-  return fill_stat(idx, false, ust);
+  return fill_stat(FdKind::BootFile, idx, false, ust);
 }
 
 int64_t sys_lseek(uint64_t fd, int64_t off, uint64_t whence) {
   Fd* d = get_fd(fd);
   if (!d) return -EBADF;
-  if (d->file < 0) return -ESPIPE;
-  const int64_t size = int64_t(bootfs_file(d->file)->size);
+  if (d->kind == FdKind::Console) return -ESPIPE;
+  const int64_t size = int64_t(d->kind == FdKind::Disk ? blk_info().capacity : bootfs_file(d->file)->size);
   int64_t base = whence == 0 ? 0 : whence == 1 ? int64_t(d->off) : whence == 2 ? size : -1;
   if (base < 0) return -EINVAL;
   if (base + off < 0) return -EINVAL;
@@ -223,7 +294,8 @@ int64_t sys_mmap(uint64_t addr, uint64_t len, uint64_t prot, uint64_t flags, uin
   const uint64_t pflags = vm_prot_flags(int(prot));
   if (flags & kAnon) return vm_map_anon(addr, len, pflags, fixed);
   Fd* d = get_fd(fd);
-  if (!d || d->file < 0) return -EBADF;
+  if (!d || d->kind == FdKind::Console) return -EBADF;
+  if (d->kind == FdKind::Disk) return -ENODEV;  // the disk is read and written, never mapped
   const BootFile* f = bootfs_file(d->file);
   if (off >= align_up(f->size, kPageSize)) return -EINVAL;
   const uint64_t avail = align_up(f->size, kPageSize) - off;
@@ -268,7 +340,7 @@ int64_t sys_madvise(uint64_t addr, uint64_t len, uint64_t advice) {
 int64_t sys_readlink(uint64_t upath, uint64_t buf, uint64_t size) {
   char path[256];
   if (const int64_t r = copy_path(upath, path, sizeof path)) return r;
-  if (kstrcmp(path, "/proc/self/exe") != 0) return bootfs_lookup(path) >= 0 ? -EINVAL : -ENOENT;
+  if (kstrcmp(path, "/proc/self/exe") != 0) return bootfs_lookup(path) >= 0 || is_disk_path(path) ? -EINVAL : -ENOENT;
   const char* exe = bootfs_exe_path();
   uint64_t n = strlen(exe);
   if (n > size) n = size;
@@ -280,6 +352,7 @@ int64_t sys_readlink(uint64_t upath, uint64_t buf, uint64_t size) {
 int64_t sys_access(uint64_t upath, uint64_t mode) {
   char path[256];
   if (const int64_t r = copy_path(upath, path, sizeof path)) return r;
+  if (is_disk_path(path)) return (mode & 2) && blk_info().read_only ? -EROFS : 0;
   if (!is_root(path) && bootfs_lookup(path) < 0) return -ENOENT;
   return (mode & 2) ? -EROFS : 0;
 }
@@ -387,6 +460,7 @@ int64_t linux_sigaltstack(const SyscallFrame& f) {  // reported disabled (SS_DIS
 }
 int64_t linux_ioctl(const SyscallFrame& f) { return get_fd(f.a0) ? -ENOTTY : -EBADF; }  // no terminals (TCGETS -> ENOTTY)
 int64_t linux_pread64(const SyscallFrame& f) { return sys_pread(f.a0, f.a1, f.a2, f.a3); }
+int64_t linux_pwrite64(const SyscallFrame& f) { return sys_pwrite(f.a0, f.a1, f.a2, f.a3); }
 int64_t linux_readv(const SyscallFrame& f) { return sys_readv(f.a0, f.a1, f.a2); }
 int64_t linux_writev(const SyscallFrame& f) { return sys_writev(f.a0, f.a1, f.a2); }
 int64_t linux_access(const SyscallFrame& f) { return sys_access(f.a0, f.a1); }
@@ -404,10 +478,31 @@ int64_t send_signal(uint64_t sig) {
 int64_t linux_kill(const SyscallFrame& f) { return send_signal(f.a1); }
 int64_t linux_uname(const SyscallFrame& f) { return sys_uname(f.a0); }
 int64_t linux_fcntl(const SyscallFrame& f) {
-  if (!get_fd(f.a0)) return -EBADF;
-  if (f.a1 == 1 || f.a1 == 2) return 0;                           // F_GETFD, F_SETFD
-  if (f.a1 == 3) return f.a0 == 1 || f.a0 == 2 ? 1 : 0;           // F_GETFL: O_WRONLY or O_RDONLY
+  const Fd* d = get_fd(f.a0);
+  if (!d) return -EBADF;
+  if (f.a1 == 1 || f.a1 == 2) return 0;  // F_GETFD, F_SETFD
+  if (f.a1 == 3)                          // F_GETFL: O_WRONLY, O_RDWR or O_RDONLY
+    return d->kind == FdKind::Console ? (f.a0 == 0 ? 0 : 1) : d->kind == FdKind::Disk && d->writable ? 2 : 0;
+  if (f.a1 == 4) return 0;  // F_SETFL: O_NONBLOCK, O_APPEND... change nothing here (no I/O ever blocks)
   return -EINVAL;
+}
+// One process: every lock is granted.
+int64_t linux_flock(const SyscallFrame& f) { return get_fd(f.a0) ? 0 : -EBADF; }
+// The disk's write cache is flushed (VIRTIO_BLK_T_FLUSH); boot files have nothing to flush.
+int64_t linux_fsync(const SyscallFrame& f) {
+  const Fd* d = get_fd(f.a0);
+  if (!d) return -EBADF;
+  return d->kind == FdKind::Disk ? blk_flush() : d->kind == FdKind::Console ? -EINVAL : 0;
+}
+int64_t linux_fdatasync(const SyscallFrame& f) { return linux_fsync(f); }
+// A disk keeps its size: truncating within it changes nothing (the store only reads what its
+// superblock says it wrote), growing past it is EFBIG.
+int64_t linux_ftruncate(const SyscallFrame& f) {
+  const Fd* d = get_fd(f.a0);
+  if (!d) return -EBADF;
+  if (d->kind != FdKind::Disk || !d->writable) return -EINVAL;
+  if (int64_t(f.a1) < 0) return -EINVAL;
+  return f.a1 > blk_info().capacity ? -EFBIG : 0;
 }
 int64_t linux_getcwd(const SyscallFrame& f) {
   const char root[2] = {'/', 0};
