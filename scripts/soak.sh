@@ -10,7 +10,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build=${SOAK_BUILD:-$root/build}
 out=$build/soak
 mkdir -p "$out"
-PARTS="kernel-syscalls kernel-syscalls-lowmem state-crashes"
+PARTS="kernel-syscalls kernel-syscalls-lowmem state-crashes disk-kills"
 
 # The unikernel system-call fuzzer (kernel/tests/guest/syscall_fuzz.c): SOAK_CALLS calls split
 # evenly over SOAK_SEEDS, SOAK_JOBS machines at a time, each bounded by a timeout.
@@ -70,6 +70,23 @@ part_state_crashes() {
   return $st
 }
 
+# QEMU SIGKILLed while the guest writes its store to a virtio-blk disk (boot case disk-kill),
+# SOAK_DISK_KILLS trials (default 200).
+part_disk_kills() {
+  local name=$1 t0 t1 st k=$build/kernel
+  [ -x "$build/bareflow" ] || { echo "soak $name: $build/bareflow missing (make build)"; return 1; }
+  t0=$(date +%s.%N)
+  BF_KILL_TRIALS=${SOAK_DISK_KILLS:-200} BF_KILL_SEED=$(date +%s) BF_PYTHON=${BF_PYTHON:-python3} \
+    "$root/kernel/tests/boot_tests.sh" disk-kill "$k/bfboot" "$k/kernel_guest_test" "$k" "$build/bareflow" \
+    "$root/../shared/models" >"$out/$name.log" 2>&1
+  st=$?
+  t1=$(date +%s.%N)
+  printf 'soak %s: %s, %.0f s wall: %s\n' "$name" "$(grep '^disk-kill:' "$out/$name.log")" \
+    "$(awk "BEGIN { print $t1 - $t0 }")" "$([ $st = 0 ] && echo ok || echo "FAILED ($out/$name.log)")" |
+    tee -a "$out/summary.txt"
+  return $st
+}
+
 status=0
 for p in ${@:-$PARTS}; do
   case $p in
@@ -77,6 +94,7 @@ for p in ${@:-$PARTS}; do
     kernel-syscalls-lowmem)  # out-of-memory paths: most large mmap/brk/mremap calls fail
       SOAK_CALLS=${SOAK_LOWMEM_CALLS:-200000} SOAK_SEEDS="2001 2002" SOAK_MEM=56 part_kernel_syscalls "$p" || status=1 ;;
     state-crashes) part_state_crashes "$p" || status=1 ;;
+    disk-kills) part_disk_kills "$p" || status=1 ;;
     *) echo "soak: unknown part $p (parts: $PARTS)"; status=1 ;;
   esac
 done

@@ -223,6 +223,43 @@ case $case_name in
     cmp -s "$tmp/out" "$tmp/golden" || fail "after --disk-init: stdout is not the golden text"
     "$bareflow" state show --state "$disk" >"$tmp/out" 2>&1 || fail "state show cannot read the re-initialized disk"
     grep -q "runs 1 " "$tmp/out" || fail "state show: the fresh store has no run" ;;
+  disk-kill)
+    # QEMU SIGKILLed at a random moment while the guest runs and writes its store to the disk
+    # (BF_KILL_TRIALS trials, default 20; `make soak`: 200). After each kill the host must read
+    # the disk as the previous or the next state: `state verify` clean, and the run count never
+    # going back nor jumping by more than one. A last boot must then give the golden text.
+    need_models
+    "$bareflow" generate --help | grep -q "tiered | O0" || { echo "SKIP [$case_name]: bareflow built without the JIT"; exit 77; }
+    disk="$tmp/disk.img"
+    trials=${BF_KILL_TRIALS:-20} kills=0
+    RANDOM=${BF_KILL_SEED:-7}
+    run_once() {
+      "$@" "$bareflow" boot --tcg --timeout $T --disk "$disk" --disk-size 8M -- generate "$models/stories260K.bin" \
+        -z "$models/tok512.bin" -t 0 -n 40 -i "Once upon a time" --jit O2 >/dev/null 2>"$tmp/err"
+    }
+    # Boot 1 compiles and persists; boot 2, timed, is warm: the kill window is 0.2 s to 1.2 x its
+    # length, so kills land before, during and after the store's commit at the end of the run.
+    run_once || fail "the first boot failed"
+    t0=$(date +%s%N); run_once || fail "the warm boot failed"; t1=$(date +%s%N)
+    warm_ms=$(((t1 - t0) / 1000000)) runs=2
+    for i in $(seq 1 "$trials"); do
+      ms=$((200 + RANDOM % (warm_ms + warm_ms / 5)))
+      run_once timeout -s KILL "$(printf '%d.%03d' $((ms / 1000)) $((ms % 1000)))"
+      [ $? = 137 ] && kills=$((kills + 1))
+      "$bareflow" state verify --state "$disk" >"$tmp/out" 2>"$tmp/err" ||
+        fail "trial $i (killed after $ms ms): the store on the disk is damaged"
+      now=$(sed -nE 's/.* ([0-9]+) runs,.*/\1/p' "$tmp/out")
+      [ -n "$now" ] || fail "trial $i: no run count in: $(cat "$tmp/out")"
+      [ "$now" -ge "$runs" ] && [ "$now" -le $((runs + 1)) ] || fail "trial $i (killed after $ms ms): runs went $runs -> $now"
+      runs=$now
+    done
+    [ "$kills" -gt 0 ] || fail "no trial was killed: the kill window misses the runs"
+    echo "disk-kill: $trials trials (warm boot $warm_ms ms), $kills killed, $runs runs stored"
+    timeout $((T + 10)) "$bareflow" boot --tcg --timeout $T --disk "$disk" -- generate "$models/stories260K.bin" \
+      -z "$models/tok512.bin" -t 0 -n 200 -i "Once upon a time" --jit O2 >"$tmp/out" 2>"$tmp/err"
+    status=$?
+    expect_status 0
+    cmp -s "$tmp/out" "$tmp/golden" || fail "after the kills: stdout is not the golden text" ;;
   golden-iso)
     need_models
     timeout $((T + 10)) "$bareflow" boot --iso --tcg --timeout $T -- generate "$models/stories260K.bin" \
