@@ -54,37 +54,37 @@ part_kernel_syscalls() {
   return $failed
 }
 
-# The persistent store through whole runs (state/tests/lifecycle_test.py): every fault point of a
-# cold and a warm run, then SOAK_KILLS (default 200) runs SIGKILLed at random moments.
-part_state_crashes() {
-  local name=$1 kills=${SOAK_KILLS:-200} t0 t1 st
+# Runs one command of a part with its output in build/soak/NAME.log, then prints the part's summary
+# line: the log's line starting with SUMMARY, the wall time, ok or FAILED.
+#   timed_part NAME SUMMARY COMMAND ARGS...
+timed_part() {
+  local name=$1 summary=$2 t0 t1 st
+  shift 2
   [ -x "$build/bareflow" ] || { echo "soak $name: $build/bareflow missing (make build)"; return 1; }
   t0=$(date +%s.%N)
-  XDG_CACHE_HOME=$out/cache python3 "$root/state/tests/lifecycle_test.py" "$build/bareflow" "$root/../shared/models" \
-    --jit --kill-trials "$kills" --seed "$(date +%s)" >"$out/$name.log" 2>&1
+  "$@" >"$out/$name.log" 2>&1
   st=$?
   t1=$(date +%s.%N)
-  printf 'soak %s: %s, %.0f s wall: %s\n' "$name" "$(grep '^crash trials:' "$out/$name.log")" \
+  printf 'soak %s: %s, %.0f s wall: %s\n' "$name" "$(grep "^$summary" "$out/$name.log")" \
     "$(awk "BEGIN { print $t1 - $t0 }")" "$([ $st = 0 ] && echo ok || echo "FAILED ($out/$name.log)")" |
     tee -a "$out/summary.txt"
   return $st
 }
 
+# The persistent store through whole runs (state/tests/lifecycle_test.py): every fault point of a
+# cold and a warm run, then SOAK_KILLS (default 200) runs SIGKILLed at random moments.
+part_state_crashes() {
+  XDG_CACHE_HOME=$out/cache timed_part "$1" "crash trials:" python3 "$root/state/tests/lifecycle_test.py" \
+    "$build/bareflow" "$root/../shared/models" --jit --kill-trials "${SOAK_KILLS:-200}" --seed "$(date +%s)"
+}
+
 # QEMU SIGKILLed while the guest writes its store to a virtio-blk disk (boot case disk-kill),
 # SOAK_DISK_KILLS trials (default 200).
 part_disk_kills() {
-  local name=$1 t0 t1 st k=$build/kernel
-  [ -x "$build/bareflow" ] || { echo "soak $name: $build/bareflow missing (make build)"; return 1; }
-  t0=$(date +%s.%N)
+  local k=$build/kernel
   BF_KILL_TRIALS=${SOAK_DISK_KILLS:-200} BF_KILL_SEED=$(date +%s) BF_PYTHON=${BF_PYTHON:-python3} \
-    "$root/kernel/tests/boot_tests.sh" disk-kill "$k/bfboot" "$k/kernel_guest_test" "$k" "$build/bareflow" \
-    "$root/../shared/models" >"$out/$name.log" 2>&1
-  st=$?
-  t1=$(date +%s.%N)
-  printf 'soak %s: %s, %.0f s wall: %s\n' "$name" "$(grep '^disk-kill:' "$out/$name.log")" \
-    "$(awk "BEGIN { print $t1 - $t0 }")" "$([ $st = 0 ] && echo ok || echo "FAILED ($out/$name.log)")" |
-    tee -a "$out/summary.txt"
-  return $st
+    timed_part "$1" "disk-kill:" "$root/kernel/tests/boot_tests.sh" disk-kill "$k/bfboot" "$k/kernel_guest_test" "$k" \
+    "$build/bareflow" "$root/../shared/models"
 }
 
 status=0

@@ -1,6 +1,5 @@
 #include "kernel/app/loader.h"
 
-#include "kernel/dev/virtio_blk.h"
 #include "kernel/app/elf.h"
 #include "kernel/app/stack.h"
 #include "kernel/arch/cpu.h"

@@ -29,14 +29,18 @@ void bootfs_set_exe(int index) {
   ksnprintf(g_exe_path, sizeof g_exe_path, "/%s", g_files[index].name);
 }
 
-int bootfs_lookup(const char* path) {
-  if (kstrcmp(path, "/proc/self/exe") == 0) return g_exe;
-  // Strip any number of leading "/" and "./": every file lives in the root directory.
+const char* bootfs_strip_root(const char* path) {
   for (int guard = 0; guard < 64; ++guard) {
     if (path[0] == '/') ++path;
     else if (path[0] == '.' && path[1] == '/') path += 2;
     else break;
   }
+  return path;
+}
+
+int bootfs_lookup(const char* path) {
+  if (kstrcmp(path, "/proc/self/exe") == 0) return g_exe;
+  path = bootfs_strip_root(path);
   for (int i = 0; i < g_nfiles; ++i)
     if (kstrcmp(path, g_files[i].name) == 0) return i;
   return -1;

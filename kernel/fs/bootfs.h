@@ -16,6 +16,8 @@ struct BootFile {
 void bootfs_init(const BootInfo& bi);
 void bootfs_set_exe(int index);  // which file /proc/self/exe names
 int bootfs_lookup(const char* path);  // index or -1
+// path without its leading "/" and "./" (any number): every file lives in the root directory.
+const char* bootfs_strip_root(const char* path);
 const BootFile* bootfs_file(int index);
 int bootfs_count();
 const char* bootfs_exe_path();  // "/bareflow"

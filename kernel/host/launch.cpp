@@ -605,12 +605,14 @@ int launch(const Options& o, const char* prog) {
     const int fd = open(o.disk.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | (o.disk_init ? O_TRUNC : 0), 0644);
     if (fd < 0) return complain("--disk %s: %s", o.disk.c_str(), strerror(errno));
     struct stat st;
-    const bool regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
-    const uint64_t size = uint64_t(regular ? st.st_size : 0);
-    const bool sized = !exists || o.disk_init ? ftruncate(fd, off_t(o.disk_size)) == 0 : true;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+      close(fd);
+      return complain("--disk %s: not a regular file", o.disk.c_str());
+    }
+    const bool sized = exists && !o.disk_init ? true : ftruncate(fd, off_t(o.disk_size)) == 0;
     close(fd);
-    if (!regular) return complain("--disk %s: not a regular file", o.disk.c_str());
     if (!sized) return complain("--disk %s: cannot size it: %s", o.disk.c_str(), strerror(errno));
+    const uint64_t size = uint64_t(st.st_size);
     if (exists && !o.disk_init && (size < kMiB || size % 512))
       return complain("--disk %s: %lu bytes is not a disk (at least 1M in whole 512-byte sectors); --disk-init makes it one",
                       o.disk.c_str(), static_cast<unsigned long>(size));

@@ -65,10 +65,7 @@ Fd* get_fd(uint64_t fd) { return fd < uint64_t(kMaxFds) && g_fds[fd].kind != FdK
 // The disk, when the machine has one, is the writable file /state (kernel/dev/virtio_blk.h). Its
 // size is the disk's: it cannot grow or shrink.
 bool is_disk_path(const char* p) {
-  if (blk_info().state == BlkState::Absent) return false;
-  if (p[0] == '/') ++p;
-  else if (p[0] == '.' && p[1] == '/') p += 2;
-  return kstrcmp(p, "state") == 0;
+  return blk_info().state != BlkState::Absent && kstrcmp(bootfs_strip_root(p), "state") == 0;
 }
 
 struct LinuxStat {
