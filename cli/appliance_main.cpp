@@ -78,6 +78,17 @@ int run(int argc, char** argv) {
     if (!noted) std::fprintf(stderr, "bareflow: note: %s is ignored: the appliance's code is already compiled\n", f.c_str());
     noted = true;
   }
+  // No model given: the one baked into its image (bareflow export --image --bake-weights), in
+  // DIR/weights beside it on a host, a boot module "/NAME" in the unikernel.
+  const std::string& baked = payload.model_file;
+  if (r.model_path.empty() && !baked.empty() && baked.find('/') == std::string::npos && baked != "." && baked != "..") {
+    const std::string self = cli::self_executable("appliance");
+    for (const std::string& c : {self.substr(0, self.rfind('/') + 1) + "weights/" + baked, "/" + baked})
+      if (cli::is_file(c)) {
+        r.model_path = c;
+        break;
+      }
+  }
   cli::finish_run_flags(r);
 
   const std::unique_ptr<Model> model = load_model(r.model_path);

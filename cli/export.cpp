@@ -1,5 +1,6 @@
 // bareflow export: the converged JIT's code for one model on this CPU, appended to the LLVM-free
 // bareflow-appliance executable (native/appliance.h, docs/SHRINK.md).
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -22,6 +23,7 @@
 #include "engine/model.h"
 #include "engine/transformer.h"
 #include "jit/attach.h"
+#include "kernel/host/launch.h"
 #include "native/appliance.h"
 #include "native/cpu_features.h"
 #include "state/model_store.h"
@@ -32,12 +34,20 @@ namespace bf::cli {
 namespace {
 
 const char kUsage[] =
-    "usage: bareflow export [MODEL] --state FILE -o OUT [--force] [JIT flags]\n"
+    "usage: bareflow export [MODEL] --state FILE (-o OUT | --image DIR [--bake-weights [-z TOK]])\n"
+    "                       [--force] [JIT flags] [-- GENERATE FLAGS...]\n"
     "  Writes OUT: a static executable without LLVM holding the engine and the JIT's converged code\n"
-    "  for MODEL on this CPU, from the store FILE. Run it as OUT generate MODEL [generate's flags].\n"
+    "  for MODEL from the store FILE, for the CPU that code was compiled for (the machine that ran\n"
+    "  the model: this host, or the guest of bareflow boot --disk FILE). Run it as\n"
+    "  OUT generate MODEL [generate's flags].\n"
     "  MODEL, -m, --model PATH   the model whose state to export (default as for generate)\n"
-    "  --state FILE              the store (default: as for generate)\n"
+    "  --state FILE              the store, or a boot disk holding one (default: as for generate)\n"
     "  -o, --output OUT          the executable to write (replaced atomically)\n"
+    "  --image DIR               an appliance image: DIR/appliance (the executable), the unikernel,\n"
+    "                            DIR/bareflow.iso; boot it with bareflow boot --image DIR\n"
+    "  --bake-weights            put MODEL (and the tokenizer, -z TOK) inside the image\n"
+    "  -- GENERATE FLAGS...      what the image runs when booted without arguments: generate with\n"
+    "                            these flags (default: generate on the baked weights, else --version)\n"
     "  --force                   export a state that has not converged, and code compiled now for\n"
     "                            units the store lacks\n"
     "  --jit-reassoc             the store's code was compiled with --jit-reassoc\n"
@@ -92,8 +102,9 @@ void write_executable(const std::string& path, const MappedFile& head, const std
 }  // namespace
 
 int cmd_export(int argc, char** argv) {
-  std::string model_path, state_path = state::default_state_path(), out;
-  bool force = false;
+  std::string model_path, state_path = state::default_state_path(), out, image, tokenizer_path;
+  std::vector<std::string> image_args;
+  bool force = false, bake = false;
   jit::Options jo{.policy = jit::Policy::Tiered, .sync = true};
   Args a{argc, argv};
   while (!a.done()) {
@@ -107,6 +118,15 @@ int cmd_export(int argc, char** argv) {
       state_path = a.value(f);
     } else if (f == "-o" || f == "--output") {
       out = a.value(f);
+    } else if (f == "--image") {
+      image = a.value(f);
+    } else if (f == "--bake-weights") {
+      bake = true;
+    } else if (f == "-z" || f == "--tokenizer") {
+      tokenizer_path = a.value(f);
+    } else if (f == "--") {
+      image_args.push_back("generate");
+      while (!a.done()) image_args.push_back(a.next());
     } else if (f == "--force") {
       force = true;
     } else if (f == "--jit-reassoc") {
@@ -117,14 +137,21 @@ int cmd_export(int argc, char** argv) {
       fail(f, "unknown flag or argument (see bareflow export --help)");
     }
   }
-  if (out.empty()) fail("export", "no output given: -o OUT");
+  if (out.empty() && image.empty()) fail("export", "no output given: -o OUT or --image DIR");
+  if (image.empty() && (bake || !tokenizer_path.empty() || !image_args.empty()))
+    fail(bake ? "--bake-weights" : !tokenizer_path.empty() ? "-z" : "--", "belongs to --image DIR");
+  if (!tokenizer_path.empty() && !bake) fail("-z", "only --bake-weights takes a tokenizer");
+  if (!image.empty() && is_file(image)) fail("--image", image + " is a file, not a directory");
   if (model_path.empty()) model_path = find_default_model();
   if (state_path.empty()) fail("--state", "no store given and neither BAREFLOW_STATE, XDG_CACHE_HOME nor HOME is set");
   if (!is_file(state_path)) fail("--state", state_path + ": no such store (run bareflow generate --state FILE first)");
   if (!jit::available()) fail("export", "this bareflow was built without LLVM: it has no JIT to export from");
   const std::string templ = appliance_template();
-  for (const std::string& in : std::vector<std::string>{model_path, state_path, templ})
-    if (same_file(out, in)) fail("-o", out + " is " + in + "; it would be overwritten");
+  for (const std::string& in : std::vector<std::string>{model_path, state_path, templ, tokenizer_path})
+    for (const std::string& o : {out, image.empty() ? std::string() : image + "/appliance"})
+      if (!o.empty() && !in.empty() && same_file(o, in)) fail(o == out ? "-o" : "--image", o + " is " + in + "; it would be overwritten");
+  if (bake && !boot::usable_module_name(file_name_of(model_path)))
+    fail("--bake-weights", file_name_of(model_path) + ": a baked file's name must be letters, digits, '.', '_' or '-'");
 
   // The store: damaged or unconverged is refused (its code may be missing or still moving).
   state::Options so;
@@ -150,6 +177,24 @@ int cmd_export(int argc, char** argv) {
   if (std::string_view(reinterpret_cast<const char*>(templ_bytes.data()), templ_bytes.size()).find(engine_source_id()) ==
       std::string_view::npos)
     fail(templ, "is not the appliance of this bareflow's engine (another build); rebuild both (make build)");
+  // The machine the stored code is for. Another one (the guest that ran the model) is taken up as
+  // it is, compiled for, and verified here: so this host must have every feature it has.
+  native::CpuFeatures cpuid = native::host_cpu_features();
+  if (!m.cpu.empty()) {
+    const size_t sp = m.cpu.find(' ');
+    jo.target_cpu = m.cpu.substr(0, sp);
+    jo.target_features = sp == std::string::npos ? "" : m.cpu.substr(sp + 1);
+    native::CpuFeatures stored;
+    try {
+      stored = native::parse_cpu_features(m.cpuid);
+    } catch (const Error&) {
+      fail(state_path, "the CPU record of " + file_name_of(model_path) + " is damaged; run bareflow generate on it again");
+    }
+    if (const std::string lacks = native::missing_features(stored, cpuid); !lacks.empty())
+      fail(state_path, "its code for " + file_name_of(model_path) + " is for a " + jo.target_cpu +
+                           " with features this host lacks (" + lacks + "), so it cannot be verified here; export on that machine");
+    cpuid = stored;
+  }
   const int steps = std::min(4, model->config.seq_len);
   Transformer t(*model, kernels_for(best_isa()), 1, steps);
   jo.cache = &model_store;
@@ -176,16 +221,49 @@ int cmd_export(int argc, char** argv) {
   p.model_description = id.description;
   p.model_file = file_name_of(model_path);
   p.cpu = session->target();
-  p.cpuid = native::host_cpu_features();
+  p.cpuid = cpuid;
   p.engine_source = engine_source_id();
   p.exporter_build = engine_build_id();
   const std::vector<uint8_t> tail = native::encode_appliance_payload(p, templ_bytes.size());
-  write_executable(out, templ_bytes, tail);
   uint64_t code = 0;
   for (const auto& u : p.units) code += u.object.size();
-  std::fprintf(stderr, "bareflow: exported %zu units (%llu bytes of objects) of %s for %s: %s, %zu bytes\n",
-               p.units.size(), (unsigned long long)code, p.model_file.c_str(), p.cpu.substr(0, p.cpu.find(' ')).c_str(),
-               out.c_str(), templ_bytes.size() + tail.size());
+  const std::string cpu_name = p.cpu.substr(0, p.cpu.find(' '));
+  if (!out.empty()) {
+    write_executable(out, templ_bytes, tail);
+    std::fprintf(stderr, "bareflow: exported %zu units (%llu bytes of objects) of %s for %s: %s, %zu bytes\n",
+                 p.units.size(), (unsigned long long)code, p.model_file.c_str(), cpu_name.c_str(), out.c_str(),
+                 templ_bytes.size() + tail.size());
+  }
+  if (!image.empty()) {
+    // A directory that holds something else is not ours to write into.
+    if (DIR* d = opendir(image.c_str())) {
+      bool other = false, ours = is_file(image + "/appliance");
+      while (const dirent* e = readdir(d)) other |= std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0;
+      closedir(d);
+      if (other && !ours) fail("--image", image + " holds other files and no appliance; give an empty or new directory");
+    } else {
+      state::make_parent_dirs(image + "/appliance");
+    }
+    std::vector<boot::ImageFile> weights;
+    if (bake) {
+      weights.push_back({model_path, file_name_of(model_path)});
+      // Named as the appliance looks for a tokenizer beside its model (cli::tokenizer_file).
+      if (!tokenizer_path.empty())
+        weights.push_back({tokenizer_path, model->config.vocab_size == 512 ? "tok512.bin" : "tokenizer.bin"});
+    }
+    if (image_args.empty()) image_args = {bake ? "generate" : "--version"};
+    write_executable(image + "/appliance", templ_bytes, tail);
+    if (const std::string err = boot::write_image(image, weights, image_args); !err.empty()) fail("--image", err);
+    uint64_t bytes = 0;
+    for (const char* f : {"appliance", "bareflow-kernel.bin"}) {
+      off_t n = 0;
+      if (is_file(image + "/" + f, &n)) bytes += uint64_t(n);
+    }
+    std::fprintf(stderr,
+                 "bareflow: exported %zu units (%llu bytes of objects) of %s for %s: image %s (kernel + appliance %llu bytes%s)\n",
+                 p.units.size(), (unsigned long long)code, p.model_file.c_str(), cpu_name.c_str(), image.c_str(),
+                 (unsigned long long)bytes, bake ? ", weights baked" : "");
+  }
   return 0;
 }
 

@@ -29,6 +29,7 @@
 #include "engine/transformer.h"
 #include "kernels/dispatch.h"
 #include "jit/attach.h"
+#include "native/cpu_features.h"
 #include "profile/site_profiler.h"
 #include "state/model_store.h"
 #include "state/records.h"
@@ -236,7 +237,9 @@ int cmd_generate(int argc, char** argv) {
                        .decode_tok_s = timings.decode_tok_s,
                        .compile_ms = jit_session ? jit_session->compile_ms() : 0};
     const std::vector<jit::UnitOutcome> units = jit_session ? jit_session->outcomes() : std::vector<jit::UnitOutcome>{};
-    r = model_store->record(units, r, file_name_of(g.run.model_path));
+    const std::string cpu = jit_session ? jit_session->target() : "";
+    r = model_store->record(units, r, file_name_of(g.run.model_path), cpu,
+                            cpu.empty() ? "" : native::format_cpu_features(native::host_cpu_features()));
     if (g.jit.trace)
       std::fprintf(stderr, "state: %s: run %" PRIu64 ", %" PRIu64 " compiles, %" PRIu64 " loaded, %s\n",
                    store->path().c_str(), r.run, r.compiles, r.loaded,

@@ -78,9 +78,10 @@ int show(const state::Store& s, bool json) {
     for (size_t i = 0; i < models.size(); i++) {
       const ModelView& v = models[i];
       std::printf("%s{\"hash\": \"%s\", \"model\": %s, \"runs\": %" PRIu64 ", \"converged\": %s, \"moving\": %s, "
-                  "\"variants\": %zu, \"variant_bytes\": %" PRIu64 ", \"sites\": [",
+                  "\"variants\": %zu, \"variant_bytes\": %" PRIu64 ", \"cpu\": %s, \"sites\": [",
                   i ? ", " : "", v.hash.c_str(), state::json_string(v.m.file_name).c_str(), v.m.runs,
-                  state::converged(v.m) ? "true" : "false", state::json_string(v.m.moving).c_str(), v.variants, v.variant_bytes);
+                  state::converged(v.m) ? "true" : "false", state::json_string(v.m.moving).c_str(), v.variants, v.variant_bytes,
+                  state::json_string(v.m.cpu.substr(0, v.m.cpu.find(' '))).c_str());
       for (size_t j = 0; j < v.m.sites.size(); j++) {
         const state::SiteRecord& r = v.m.sites[j];
         std::printf("%s{\"site\": %s, \"tier\": %s, \"calls\": %" PRIu64 ", \"cycles\": %" PRIu64 ", \"spec\": %s}",
@@ -100,6 +101,7 @@ int show(const state::Store& s, bool json) {
                                                        : "still moving: " + v.m.moving;
       std::printf("model %s  %s  runs %" PRIu64 "  %s  %zu variants (%" PRIu64 " bytes of code)\n", v.hash.c_str(),
                   v.m.file_name.c_str(), v.m.runs, status.c_str(), v.variants, v.variant_bytes);
+      if (!v.m.cpu.empty()) std::printf("  code for %s\n", v.m.cpu.substr(0, v.m.cpu.find(' ')).c_str());
       for (const state::SiteRecord& r : v.m.sites)
         std::printf("  %-10s %-5s %12" PRIu64 " calls %14.0f cycles/call  %s\n", r.name.c_str(), r.tier.c_str(), r.calls,
                     r.calls ? double(r.cycles) / double(r.calls) : 0.0, r.spec.c_str());

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <string>
 
 namespace bf::jit {
 
@@ -51,6 +52,10 @@ struct Options {
   // The persistent store's objects and learned tiers (state/): units start at the tier they
   // reached before, from stored code when its key matches this process. Must outlive the JIT.
   CodeCache* cache = nullptr;
+  // The CPU to compile for, as LLVM names it, and its feature string ("+avx2,-avx512f,..."); empty:
+  // this host. Export uses it to take up code a store learned on another machine (a guest) whose
+  // features this host has, so that the code can be verified here before it is exported.
+  std::string target_cpu = "", target_features = "";
   FILE* log = stderr;
 };
 

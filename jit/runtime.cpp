@@ -50,7 +50,7 @@ const char* state_name(State s) {
 
 std::unique_ptr<Runtime> Runtime::create(Transformer& t, const Options& opts, const TestHooks* hooks) {
   assert(opts.policy != Policy::Off);
-  llvm::Expected<std::unique_ptr<Compiler>> c = Compiler::create();
+  llvm::Expected<std::unique_ptr<Compiler>> c = Compiler::create(opts.target_cpu, opts.target_features);
   if (!c) {
     std::fprintf(opts.log, "bareflow: jit: LLVM unavailable (%s); running AOT kernels\n",
                  llvm::toString(c.takeError()).c_str());

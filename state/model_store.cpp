@@ -39,7 +39,8 @@ const std::vector<uint8_t>* ModelStore::object(const std::string& key) const {
   return e ? &e->value : nullptr;
 }
 
-RunRecord ModelStore::record(const std::vector<jit::UnitOutcome>& units, RunRecord run, const std::string& file_name) {
+RunRecord ModelStore::record(const std::vector<jit::UnitOutcome>& units, RunRecord run, const std::string& file_name,
+                             const std::string& cpu, const std::string& cpuid) {
   const std::string prefix = variant_prefix(id_.hash);
   if (m_.runs == 0) store_.erase_all(Kind::Variant, prefix);
   std::vector<SiteRecord> sites;
@@ -52,6 +53,7 @@ RunRecord ModelStore::record(const std::vector<jit::UnitOutcome>& units, RunReco
   }
   record_run(m_, sites);
   m_.file_name = file_name;
+  if (!cpu.empty()) m_.cpu = cpu, m_.cpuid = cpuid;
   run.run = m_.runs;
   run.model = file_name;
   run.converged = converged(m_);

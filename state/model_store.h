@@ -25,7 +25,10 @@ class ModelStore final : public jit::CodeCache {
   // Merges the run into the model's state (convergence), keeps each unit's running variant (one
   // per unit: an older one of the same unit goes), drops variants verification rejected, appends
   // the run record and commits. `run`'s run, model, converged and state_bytes are filled here.
-  RunRecord record(const std::vector<jit::UnitOutcome>& units, RunRecord run, const std::string& file_name);
+  // `cpu` and `cpuid` name the machine the units' code was compiled for (ModelState::cpu); ""
+  // (a run without the JIT) keeps the previous ones.
+  RunRecord record(const std::vector<jit::UnitOutcome>& units, RunRecord run, const std::string& file_name,
+                   const std::string& cpu = "", const std::string& cpuid = "");
 
   const ModelState& model() const { return m_; }
   const ModelIdentity& identity() const { return id_; }

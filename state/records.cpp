@@ -15,7 +15,7 @@ namespace bf::state {
 
 namespace {
 
-constexpr uint32_t kModelStateVersion = 1;
+constexpr uint32_t kModelStateVersion = 2;  // 2: cpu, cpuid
 constexpr uint32_t kRunVersion = 1;
 
 // Each record's fields are listed once (fields() below) and walked by both of these: the writer
@@ -97,6 +97,7 @@ template <class IO, class M>
 void fields(IO& io, M& m, const ModelState*) {
   io(m.description), io(m.file_name), io(m.runs), io(m.stable_runs), io(m.moving);
   io.list(m.sites, 4 + 8 + 8 + 4 + 4, [&](auto& s) { io(s.name), io(s.calls), io(s.cycles), io(s.tier), io(s.spec); });
+  io(m.cpu), io(m.cpuid);
 }
 
 template <class IO, class R>

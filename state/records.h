@@ -33,6 +33,10 @@ struct ModelState {
   uint32_t stable_runs = 0;  // consecutive runs in which no site moved and none appeared
   std::string moving;        // what moved in the last run ("" when nothing did)
   std::vector<SiteRecord> sites;
+  // The machine whose code the model's variants are: LLVM's CPU name and feature string ("znver4
+  // +avx,..."), and its CPUID words (native::format_cpu_features). Export compiles for, and an
+  // appliance demands, exactly that machine. "" until a run with the JIT.
+  std::string cpu, cpuid;
 };
 
 constexpr uint32_t kDefaultConvergenceRuns = 2;
@@ -46,7 +50,7 @@ std::string record_run(ModelState& m, const std::vector<SiteRecord>& run_sites);
 // One run, with exactly the keys of `bareflow state report --json`.
 struct RunRecord {
   uint64_t run = 0;
-  std::string model;  // the model file's name
+  std::string model = "";  // the model file's name
   uint64_t compiles = 0;
   uint64_t loaded = 0;  // variants installed from the store
   double time_to_first_token_s = 0;

@@ -1,5 +1,6 @@
 #include "kernel/host/launch.h"
 
+#include <dirent.h>
 #include <elf.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -11,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <climits>
 #include <cerrno>
@@ -26,8 +28,8 @@ namespace bf::boot {
 
 const char kUsage[] =
     "usage: bareflow boot [--iso] [--kvm|--tcg] [--machine microvm|pc] [--mem SIZE] [--timeout SEC]\n"
-    "                     [--strace] [--code-pages] [-v] [--app EXE] [--kernel DIR] [--module FILE]\n"
-    "                     [--disk FILE [--disk-size SIZE] [--disk-init] [--virtio modern|legacy]]\n"
+    "                     [--strace] [--code-pages] [-v] [--app EXE | --image DIR] [--kernel DIR]\n"
+    "                     [--module FILE] [--disk FILE [--disk-size SIZE] [--disk-init] [--virtio modern|legacy]]\n"
     "                     -- ARGS...\n"
     "  boots the BareFlow unikernel under QEMU and runs `bareflow ARGS...` inside it\n"
     "  --iso         boot a GRUB ISO (Multiboot2) instead of qemu -kernel (Multiboot1)\n"
@@ -40,6 +42,9 @@ const char kUsage[] =
     "  --code-pages  map the app's code with 4 KiB pages; at exit the kernel logs how many it used\n"
     "                and how many LLVM / bareflow functions lie on used pages\n"
     "  --app EXE     application executable (default: this bareflow)\n"
+    "  --image DIR   boot the appliance image DIR (bareflow export --image): its kernel, its\n"
+    "                appliance and baked weights; without ARGS its own arguments (and with --iso\n"
+    "                its own ISO)\n"
     "  --kernel DIR  directory holding bareflow-kernel.bin/.elf (default: beside this executable)\n"
     "  --module FILE one more file for the guest, as /NAME (NAME: its base name)\n"
     "  --disk FILE   a virtio-blk disk backed by FILE (created when missing): the guest's /state,\n"
@@ -453,6 +458,115 @@ uint64_t parse_size(const std::string& s) {
 
 }  // namespace
 
+bool usable_module_name(const std::string& name) {
+  if (name.empty() || name == "." || name == ".." || name == "argv") return false;
+  for (char c : name)
+    if (!(isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-')) return false;
+  return true;
+}
+
+namespace {
+
+// Makes `tmp` durable and renames it to `to`: a reader sees the old file or the new one, whole.
+std::string publish(const std::string& tmp, const std::string& to) {
+  const int fd = open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
+  const bool synced = fd >= 0 && fsync(fd) == 0;
+  if (fd >= 0) close(fd);
+  if (!synced || rename(tmp.c_str(), to.c_str()) != 0) {
+    const std::string why = to + ": " + strerror(errno);
+    unlink(tmp.c_str());
+    return why;
+  }
+  return "";
+}
+
+std::string install_copy(const std::string& from, const std::string& to) {
+  const std::string tmp = to + ".tmp";
+  unlink(tmp.c_str());
+  if (!copy_file(from, tmp)) {
+    const std::string why = "cannot copy " + from + " to " + tmp + ": " + strerror(errno);
+    unlink(tmp.c_str());
+    return why;
+  }
+  return publish(tmp, to);
+}
+
+void sync_dir(const std::string& dir) {
+  const int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) fsync(fd), close(fd);
+}
+
+// The baked files of an image, sorted by name (the order they become modules).
+std::vector<std::string> image_weights(const std::string& dir) {
+  std::vector<std::string> names;
+  if (DIR* d = opendir((dir + "/weights").c_str())) {
+    while (const dirent* e = readdir(d))
+      if (usable_module_name(e->d_name) && regular_file(dir + "/weights/" + e->d_name)) names.push_back(e->d_name);
+    closedir(d);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+}  // namespace
+
+std::string write_image(const std::string& dir, const std::vector<ImageFile>& weights,
+                        const std::vector<std::string>& args) {
+  const std::string kdir = find_kernel_dir(Options{});
+  for (const char* k : {"bareflow-kernel.bin", "bareflow-kernel.elf"}) {
+    if (!regular_file(kdir + "/" + k)) return "kernel image " + kdir + "/" + k + " not found (build it: make image)";
+    if (std::string e = install_copy(kdir + "/" + k, dir + "/" + k); !e.empty()) return e;
+  }
+  // The baked files: exactly `weights` (a file of an earlier export that is not among them goes).
+  const std::string wdir = dir + "/weights";
+  for (const std::string& old : image_weights(dir)) {
+    bool keep = false;
+    for (const ImageFile& w : weights) keep |= w.name == old;
+    if (!keep) unlink((wdir + "/" + old).c_str());
+  }
+  if (weights.empty()) {
+    rmdir(wdir.c_str());
+  } else {
+    if (mkdir(wdir.c_str(), 0755) != 0 && errno != EEXIST) return wdir + ": " + strerror(errno);
+    for (const ImageFile& w : weights) {
+      if (!usable_module_name(w.name)) return w.name + ": not usable as a boot module's name";
+      if (std::string e = install_copy(w.host, wdir + "/" + w.name); !e.empty()) return e;
+    }
+    sync_dir(wdir);
+  }
+  std::vector<std::string> argv = {"appliance"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  const std::string argv_bytes = argv_module(argv);
+  unlink((dir + "/argv.tmp").c_str());
+  if (!write_file(dir + "/argv.tmp", argv_bytes)) return dir + "/argv.tmp: " + strerror(errno);
+  if (std::string e = publish(dir + "/argv.tmp", dir + "/argv"); !e.empty()) return e;
+
+  // The ISO: staged as a boot's is (the modules linked into dir/m), made by grub-mkrescue.
+  StagingDir staging;
+  {
+    const char* t = getenv("TMPDIR");
+    std::string tmpl = std::string(t && *t ? t : "/tmp") + "/bareflow-image-XXXXXX";
+    if (!mkdtemp(tmpl.data())) return std::string("cannot create a staging directory: ") + strerror(errno);
+    staging.path = tmpl;
+  }
+  const std::string& sd = staging.path;
+  if (mkdir((sd + "/m").c_str(), 0755) != 0) return sd + "/m: " + strerror(errno);
+  std::vector<Module> mods = {{dir + "/appliance", "appliance", 0}};
+  for (const ImageFile& w : weights) mods.push_back({wdir + "/" + w.name, w.name, 0});
+  for (const Module& m : mods) {
+    char real[PATH_MAX];
+    if (!realpath(m.host.c_str(), real) || symlink(real, (sd + "/m/" + m.name).c_str()) != 0)
+      return "cannot stage " + m.host + ": " + strerror(errno);
+  }
+  if (!write_file(sd + "/m/argv", argv_bytes)) return "cannot write the argv module";
+  mods.push_back({"", "argv", argv_bytes.size()});
+  if (std::string e = make_iso(sd, dir + "/bareflow-kernel.elf", mods, ""); !e.empty()) return e;
+  if (g_signal) return std::string("stopped by signal ") + strsignal(g_signal);
+  if (std::string e = install_copy(sd + "/boot.iso", dir + "/bareflow.iso"); !e.empty()) return e;
+  sync_dir(dir);
+  return "";
+}
+
 std::string parse_flags(int argc, char** argv, Options* o, bool* help) {
   *help = false;
   int i = 1;
@@ -492,6 +606,7 @@ std::string parse_flags(int argc, char** argv, Options* o, bool* help) {
         err = "--timeout: " + std::to_string(v) + " is out of range [1, 86400]";
       o->timeout = int(v);
     } else if (a == "--app") o->app = value("--app");
+    else if (a == "--image") o->image = value("--image");
     else if (a == "--kernel") o->kernel_dir = value("--kernel");
     else if (a == "--module") o->modules.push_back(value("--module"));
     else if (a == "--disk") o->disk = value("--disk");
@@ -523,10 +638,29 @@ std::string parse_flags(int argc, char** argv, Options* o, bool* help) {
 
 int launch(const Options& o, const char* prog) {
   g_prog = prog;
-  const std::string kdir = find_kernel_dir(o);
+  if (!o.image.empty()) {
+    if (!o.app.empty() || !o.kernel_dir.empty()) return complain("--image names the application and the kernel: no --app or --kernel with it");
+    if (!regular_file(o.image + "/appliance") || !regular_file(o.image + "/argv"))
+      return complain("--image %s: not an appliance image (no appliance or argv in it; write one with bareflow export --image)",
+                      o.image.c_str());
+  }
+  const std::string kdir = o.image.empty() ? find_kernel_dir(o) : o.image;
   const std::string kimage = kdir + (o.iso ? "/bareflow-kernel.elf" : "/bareflow-kernel.bin");
   if (!regular_file(kimage)) return complain("kernel image %s not found (build it: make image)", kimage.c_str());
-  const std::string app = o.app.empty() ? self_exe() : o.app;
+  const std::string app = !o.image.empty() ? o.image + "/appliance" : o.app.empty() ? self_exe() : o.app;
+  // An image without guest arguments boots as it would on its own: its own argv module, and with
+  // --iso its own ISO, byte for byte.
+  const bool image_as_is = !o.image.empty() && o.args.empty();
+  std::string image_argv;
+  if (image_as_is) {
+    FILE* f = fopen((o.image + "/argv").c_str(), "rb");
+    char buf[4096];
+    size_t n = f ? fread(buf, 1, sizeof buf, f) : 0;
+    if (f) fclose(f);
+    if (n < 12 || n == sizeof buf || memcmp(buf, kern::kArgvMagic, sizeof kern::kArgvMagic) != 0)
+      return complain("--image %s: its argv is not an argv module", o.image.c_str());
+    image_argv.assign(buf, n);
+  }
 
   // The modules: the application first (the kernel's default argv0), then --module files, then
   // the file arguments, in order.
@@ -540,6 +674,9 @@ int launch(const Options& o, const char* prog) {
     return true;
   };
   if (!add_module(app, "application")) return 2;
+  if (!o.image.empty())
+    for (const std::string& w : image_weights(o.image))
+      if (!add_module(o.image + "/weights/" + w, "baked file")) return 2;
   for (const std::string& f : o.modules)
     if (!add_module(f, "--module")) return 2;
   std::vector<std::string> guest_argv = {mods[0].name};
@@ -547,7 +684,7 @@ int launch(const Options& o, const char* prog) {
     if (a.file && !add_module(a.text, "file argument")) return 2;
     guest_argv.push_back(a.file ? "/" + mods.back().name : a.text);
   }
-  const std::string argv_bytes = argv_module(guest_argv);
+  const std::string argv_bytes = image_as_is ? image_argv : argv_module(guest_argv);
 
   uint64_t need = needed_ram(mods, elf_data_bytes(app)) + round_up(argv_bytes.size(), 2 * kMiB);
   uint64_t mem = o.mem;
@@ -625,7 +762,10 @@ int launch(const Options& o, const char* prog) {
                        "-device", std::string(microvm ? "virtio-blk-device" : "virtio-blk-pci") + ",drive=disk0"});
     if (microvm && !o.virtio_legacy) q.insert(q.end(), {"-global", "virtio-mmio.force-legacy=false"});
   }
-  if (o.iso) {
+  if (o.iso && image_as_is && !o.strace && !o.code_pages && o.modules.empty()) {
+    if (!stage(o.image + "/bareflow.iso", "boot.iso")) return 2;
+    q.insert(q.end(), {"-cdrom", "boot.iso", "-boot", "d"});
+  } else if (o.iso) {
     const std::string err = make_iso(dir, kimage, all, options);
     if (g_signal) return interrupted();
     if (!err.empty()) return complain("%s", err.c_str());

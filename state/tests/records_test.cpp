@@ -21,6 +21,8 @@ TEST(Records, ModelStateRoundTripsAndRefusesEveryTruncation) {
   m.runs = 3;
   m.stable_runs = 1;
   m.sites = {{"wq", 100, 5000, "O3", "q8_0 64x64 znver4"}, {"qkv", 7, 90, "O3", ""}};
+  m.cpu = "znver4 +avx,+avx2";
+  m.cpuid = "1:2:3:4:5:6:7:8:9";
   const std::vector<uint8_t> v = encode(m);
   const ModelState back = decode_model_state(v, "test");
   EXPECT_EQ(back.description, m.description);
@@ -28,6 +30,8 @@ TEST(Records, ModelStateRoundTripsAndRefusesEveryTruncation) {
   EXPECT_EQ(back.runs, 3u);
   EXPECT_EQ(back.stable_runs, 1u);
   EXPECT_EQ(back.sites, m.sites);
+  EXPECT_EQ(back.cpu, m.cpu);
+  EXPECT_EQ(back.cpuid, m.cpuid);
   for (size_t n = 0; n < v.size(); n++)
     EXPECT_THROW(decode_model_state(std::vector<uint8_t>(v.begin(), v.begin() + long(n)), "test"), Error) << n;
   std::vector<uint8_t> longer = v;
