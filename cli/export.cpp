@@ -50,7 +50,8 @@ const char kUsage[] =
     "                            these flags (default: generate on the baked weights, else --version)\n"
     "  --force                   export a state that has not converged, and code compiled now for\n"
     "                            units the store lacks\n"
-    "  --jit-reassoc             the store's code was compiled with --jit-reassoc\n"
+    "  JIT flags                 those the runs used (--jit O2, --jit-reassoc, ...; default tiered):\n"
+    "                            they decide which code is taken, fused groups included\n"
     "  The appliance template is bareflow-appliance beside this executable ($BAREFLOW_APPLIANCE\n"
     "  names another).\n";
 
@@ -129,14 +130,17 @@ int cmd_export(int argc, char** argv) {
       while (!a.done()) image_args.push_back(a.next());
     } else if (f == "--force") {
       force = true;
-    } else if (f == "--jit-reassoc") {
-      jo.reassoc = true;
+    } else if (parse_jit_flag(f, a, &jo)) {
+      continue;
     } else if (!f.empty() && f[0] != '-' && model_path.empty()) {
       model_path = f;
     } else {
       fail(f, "unknown flag or argument (see bareflow export --help)");
     }
   }
+  if (jo.policy == jit::Policy::Off || jo.policy == jit::Policy::Interp)
+    fail("--jit", "export takes compiled code: give the JIT flags the runs used (--jit tiered, O2, ...)");
+  jo.sync = true;
   if (out.empty() && image.empty()) fail("export", "no output given: -o OUT or --image DIR");
   if (image.empty() && (bake || !tokenizer_path.empty() || !image_args.empty()))
     fail(bake ? "--bake-weights" : !tokenizer_path.empty() ? "-z" : "--", "belongs to --image DIR");
