@@ -33,6 +33,9 @@ test: build build-san
 fuzz: build-san
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) cmake --build build-san --target fuzz
 
+demo: build
+	@python3 scripts/demo.py build/bareflow $(if $(ACCEL),--accel $(ACCEL))
+
 soak: build
 	@scripts/soak.sh $(SOAK_PARTS)
 

@@ -23,11 +23,14 @@ bool probe_and_init(uint16_t base) {
   return true;
 }
 
-void put(uint16_t base, char c) {
-  // Bounded wait for the transmit holding register; a stuck UART must not hang the kernel.
+// Waits (bounded: a stuck UART must not hang the kernel) until the transmit FIFO is empty, then
+// hands it up to its 16 bytes with one string instruction: under KVM that is one exit to the
+// hypervisor per 16 bytes instead of two per byte (a poll and a write), which a token's write
+// otherwise pays on every decode step.
+void put16(uint16_t base, const char* s, size_t n) {
   for (uint32_t i = 0; i < 1000000 && !(x86::inb(base + 5) & 0x20); ++i) {
   }
-  x86::outb(base, uint8_t(c));
+  asm volatile("rep outsb" : "+S"(s), "+c"(n) : "d"(base) : "memory");
 }
 
 }  // namespace
@@ -41,7 +44,8 @@ bool has_stdout_port() { return g_com2; }
 
 void write(Port p, const char* s, size_t n) {
   const uint16_t base = (p == Port::kStdout && g_com2) ? kCom2 : kCom1;
-  for (size_t i = 0; i < n; ++i) put(base, s[i]);
+  constexpr size_t kFifo = 16;  // 16550A, enabled by probe_and_init
+  for (size_t i = 0; i < n; i += kFifo) put16(base, s + i, n - i < kFifo ? n - i : kFifo);
 }
 
 }  // namespace bf::kern::serial
