@@ -114,9 +114,16 @@ void Runtime::warm_start() {
     if (want < Tier::O0) continue;  // the interpreter keeps no object, and is left early anyway
     // The first call queues the learned tier's job (a group's: once its sites are at the top); the
     // job takes the stored variant instead of compiling and verifies it like a new one.
+    // The job waits for the site's first call of the second forward step: the first token runs
+    // the AOT kernels (as fast, and bit-identical), with no check or link competing for the cores.
     if (!is_group(unit)) {
       u.learned = want;
-      u.next_at.store(0, std::memory_order_relaxed);
+      const Site site = Site(unit);
+      const Matrix& W = t_.site_matrix(site);
+      const uint64_t macs = uint64_t(W.rows) * uint64_t(W.cols);
+      const uint64_t per_call = macs > kMacsPerUnit ? macs / kMacsPerUnit : 1;
+      const uint64_t calls_per_step = site == Site::Classifier ? 1 : uint64_t(t_.config().n_layers);
+      u.next_at.store(per_call * (calls_per_step + 1), std::memory_order_relaxed);
     }
     const std::string key = cache_key(unit, want);
     const std::vector<uint8_t>* object = o_.cache->object(key);
