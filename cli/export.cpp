@@ -52,14 +52,20 @@ const char kUsage[] =
     "                            units the store lacks\n"
     "  JIT flags                 those the runs used (--jit O2, --jit-reassoc, ...; default tiered):\n"
     "                            they decide which code is taken, fused groups included\n"
-    "  The appliance template is bareflow-appliance beside this executable ($BAREFLOW_APPLIANCE\n"
-    "  names another).\n";
+    "  The appliance template is bareflow-appliance-ISA-FORMAT beside this executable (only the\n"
+    "  kernels the target CPU runs and the model's loader), else bareflow-appliance\n"
+    "  ($BAREFLOW_APPLIANCE names another).\n";
 
-// The LLVM-free executable the payload is appended to: bareflow-appliance from this build.
-std::string appliance_template() {
+// The LLVM-free executable the payload is appended to, from this build: the pruned template with
+// only the SIMD family the target CPU runs and the model's format (bareflow-appliance-ISA-FORMAT),
+// else the whole bareflow-appliance.
+std::string appliance_template(Isa isa, ModelFormat format) {
   if (const char* env = std::getenv("BAREFLOW_APPLIANCE"); env && *env) return env;
   const std::string self = self_executable("export (set BAREFLOW_APPLIANCE)");
-  return self.substr(0, self.rfind('/') + 1) + "bareflow-appliance";
+  const std::string dir = self.substr(0, self.rfind('/') + 1);
+  const std::string pruned =
+      dir + "bareflow-appliance-" + isa_name(isa) + (format == ModelFormat::Gguf ? "-gguf" : "-llama2c");
+  return is_file(pruned) ? pruned : dir + "bareflow-appliance";
 }
 
 bool same_file(const std::string& a, const std::string& b) {
@@ -150,8 +156,7 @@ int cmd_export(int argc, char** argv) {
   if (state_path.empty()) fail("--state", "no store given and neither BAREFLOW_STATE, XDG_CACHE_HOME nor HOME is set");
   if (!is_file(state_path)) fail("--state", state_path + ": no such store (run bareflow generate --state FILE first)");
   if (!jit::available()) fail("export", "this bareflow was built without LLVM: it has no JIT to export from");
-  const std::string templ = appliance_template();
-  for (const std::string& in : std::vector<std::string>{model_path, state_path, templ, tokenizer_path})
+  for (const std::string& in : std::vector<std::string>{model_path, state_path, tokenizer_path})
     for (const std::string& o : {out, image.empty() ? std::string() : image + "/appliance"})
       if (!o.empty() && !in.empty() && same_file(o, in)) fail(o == out ? "-o" : "--image", o + " is " + in + "; it would be overwritten");
   if (bake && !boot::usable_module_name(file_name_of(model_path)))
@@ -177,10 +182,6 @@ int cmd_export(int argc, char** argv) {
   // The stored code, installed and verified by the JIT as a warm start does: a few forward steps,
   // synchronous, so that the sites' variants and then the fused groups' are in place. Few enough
   // that no site does more work than any real run did (a converged site is not promoted here).
-  const MappedFile templ_bytes = MappedFile::open(templ);
-  if (std::string_view(reinterpret_cast<const char*>(templ_bytes.data()), templ_bytes.size()).find(engine_source_id()) ==
-      std::string_view::npos)
-    fail(templ, "is not the appliance of this bareflow's engine (another build); rebuild both (make build)");
   // The machine the stored code is for. Another one (the guest that ran the model) is taken up as
   // it is, compiled for, and verified here: so this host must have every feature it has.
   native::CpuFeatures cpuid = native::host_cpu_features();
@@ -199,6 +200,13 @@ int cmd_export(int argc, char** argv) {
                            " with features this host lacks (" + lacks + "), so it cannot be verified here; export on that machine");
     cpuid = stored;
   }
+  const std::string templ = appliance_template(native::best_isa_of(cpuid), model->format);
+  for (const std::string& o : {out, image.empty() ? std::string() : image + "/appliance"})
+    if (!o.empty() && same_file(o, templ)) fail(o == out ? "-o" : "--image", o + " is " + templ + "; it would be overwritten");
+  const MappedFile templ_bytes = MappedFile::open(templ);
+  if (std::string_view(reinterpret_cast<const char*>(templ_bytes.data()), templ_bytes.size()).find(engine_source_id()) ==
+      std::string_view::npos)
+    fail(templ, "is not the appliance of this bareflow's engine (another build); rebuild both (make build)");
   const int steps = std::min(4, model->config.seq_len);
   Transformer t(*model, kernels_for(best_isa()), 1, steps);
   jo.cache = &model_store;
@@ -234,9 +242,9 @@ int cmd_export(int argc, char** argv) {
   const std::string cpu_name = p.cpu.substr(0, p.cpu.find(' '));
   if (!out.empty()) {
     write_executable(out, templ_bytes, tail);
-    std::fprintf(stderr, "bareflow: exported %zu units (%llu bytes of objects) of %s for %s: %s, %zu bytes\n",
+    std::fprintf(stderr, "bareflow: exported %zu units (%llu bytes of objects) of %s for %s: %s, %zu bytes (from %s)\n",
                  p.units.size(), (unsigned long long)code, p.model_file.c_str(), cpu_name.c_str(), out.c_str(),
-                 templ_bytes.size() + tail.size());
+                 templ_bytes.size() + tail.size(), file_name_of(templ).c_str());
   }
   if (!image.empty()) {
     // A directory that holds something else is not ours to write into.

@@ -137,11 +137,19 @@ std::unique_ptr<Model> load_model(const std::string& name, MappedFile file) {
   model->file = std::move(file);
   const uint8_t* p = model->file.data();
   const size_t size = model->file.size();
-  if (size >= 4 && std::memcmp(p, "GGUF", 4) == 0) {
-    load_gguf(*model);
-  } else {
-    load_llama2c(*model);
-  }
+  const bool gguf = size >= 4 && std::memcmp(p, "GGUF", 4) == 0;
+  // The appliance templates are built with one format's loader (BF_ONLY_FORMAT: 1 llama2.c,
+  // 2 GGUF); the other is never referenced, and the link drops it.
+#if defined(BF_ONLY_FORMAT) && BF_ONLY_FORMAT == 1
+  if (gguf) fail(name, "is a GGUF file; this executable reads only llama2.c model files");
+  load_llama2c(*model);
+#elif defined(BF_ONLY_FORMAT) && BF_ONLY_FORMAT == 2
+  if (!gguf) fail(name, "is not a GGUF file; this executable reads only GGUF model files");
+  load_gguf(*model);
+#else
+  if (gguf) load_gguf(*model);
+  else load_llama2c(*model);
+#endif
   return model;
 }
 

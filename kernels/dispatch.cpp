@@ -2,6 +2,8 @@
 
 #include <cpuid.h>
 
+#include <iterator>
+
 namespace bf {
 namespace avx2 {
 const Kernels& kernels();
@@ -13,6 +15,14 @@ float stream_sum(const float* p, size_t n);
 }  // namespace avx512
 
 namespace {
+
+// The appliance templates are built with one SIMD family (BF_ONLY_ISA: 0 none, 1 AVX2, 2
+// AVX-512): the others are then never referenced, and the link drops their kernels.
+#ifdef BF_ONLY_ISA
+constexpr bool kLinked[] = {true, BF_ONLY_ISA == 1, BF_ONLY_ISA == 2};
+#else
+constexpr bool kLinked[] = {true, true, true};
+#endif
 
 struct CpuFeatures {
   bool avx2 = false, avx512 = false;
@@ -60,6 +70,7 @@ const char* isa_name(Isa isa) {
 }
 
 bool isa_supported(Isa isa) {
+  if (size_t(isa) >= std::size(kLinked) || !kLinked[size_t(isa)]) return false;
   switch (isa) {
     case Isa::Scalar: return true;
     case Isa::Avx2: return features().avx2;
@@ -75,23 +86,21 @@ Isa best_isa() {
 }
 
 const Kernels& kernels_for(Isa isa) {
-  switch (isa) {
-    case Isa::Avx2: return avx2::kernels();
-    case Isa::Avx512: return avx512::kernels();
-    default: return reference_kernels();
-  }
+  if constexpr (kLinked[size_t(Isa::Avx2)])
+    if (isa == Isa::Avx2) return avx2::kernels();
+  if constexpr (kLinked[size_t(Isa::Avx512)])
+    if (isa == Isa::Avx512) return avx512::kernels();
+  return reference_kernels();
 }
 
 float stream_sum(Isa isa, const float* p, size_t n) {
-  switch (isa) {
-    case Isa::Avx2: return avx2::stream_sum(p, n);
-    case Isa::Avx512: return avx512::stream_sum(p, n);
-    default: {
-      float s = 0.0f;
-      for (size_t i = 0; i < n; i++) s += p[i];
-      return s;
-    }
-  }
+  if constexpr (kLinked[size_t(Isa::Avx2)])
+    if (isa == Isa::Avx2) return avx2::stream_sum(p, n);
+  if constexpr (kLinked[size_t(Isa::Avx512)])
+    if (isa == Isa::Avx512) return avx512::stream_sum(p, n);
+  float s = 0.0f;
+  for (size_t i = 0; i < n; i++) s += p[i];
+  return s;
 }
 
 }  // namespace bf

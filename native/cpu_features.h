@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <string>
 
+#include "kernels/dispatch.h"
+
 namespace bf::native {
 
 // The feature words: leaf 1 ECX, EDX; leaf 7.0 EBX, ECX, EDX; leaf 7.1 EAX; leaf 0x80000001 ECX,
@@ -22,6 +24,10 @@ CpuFeatures host_cpu_features();
 // when `have` has them all. Bits that name no instruction set (hypervisor, mitigations) are not
 // compared.
 std::string missing_features(const CpuFeatures& needed, const CpuFeatures& have);
+
+// The kernels' instruction set (kernels/dispatch.h) a CPU with these features runs: the same
+// rule as best_isa() on the running CPU.
+Isa best_isa_of(const CpuFeatures& f);
 
 // "w0:w1:...": hex words, as an exported image records them; parse_cpu_features throws bf::Error
 // on anything else.

@@ -62,6 +62,11 @@ def export_case(label, model_args, gen_flags, runs, golden=None):
     check(label + ": export", r.returncode == 0 and os.access(out, os.X_OK), err(r))
     if r.returncode != 0:
         return None, None
+    # From the pruned template: one SIMD family (this CPU's best) and the model's format only.
+    fmt = "gguf" if model_args[0].endswith(".gguf") else "llama2c"
+    pruned = "bareflow-appliance-%s-%s" % (BEST_ISA, fmt)
+    check(label + ": exported from " + pruned, ("(from %s)" % pruned) in err(r) and
+          os.path.getsize(os.path.join(os.path.dirname(BAREFLOW), pruned)) < os.path.getsize(TEMPLATE), err(r))
     a = run([out, "generate"] + model_args + gen_flags)
     check(label + ": the appliance prints the JIT's text", a.returncode == 0 and a.stdout == jit_text,
           "rc=%d\n%r\n%r\n%s" % (a.returncode, a.stdout[:300], jit_text[:300], err(a)))
@@ -88,6 +93,11 @@ def export_case(label, model_args, gen_flags, runs, golden=None):
     return out, store
 
 
+# kernels/dispatch.cpp's best_isa(), from /proc/cpuinfo's flags.
+FLAGS = set(next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split(":")[1].split())
+AVX2 = {"avx", "avx2", "fma", "f16c"} <= FLAGS
+BEST_ISA = "avx512" if AVX2 and {"avx512f", "avx512dq", "avx512bw", "avx512vl", "avx512_vnni"} <= FLAGS \
+    else "avx2" if AVX2 else "scalar"
 golden = golden_text(SHARED)
 S260 = [os.path.join(SHARED, "stories260K.bin"), "-z", os.path.join(SHARED, "tok512.bin")]
 GREEDY = ["-t", "0", "-n", "200", "-i", "Once upon a time"]
@@ -106,8 +116,9 @@ if app260:
     mask = "avx512f" if b"avx512f" in open("/proc/cpuinfo", "rb").read() else "avx2"
     one_line_refusal("refuses a CPU lacking " + mask, run([app260] + S260 + GREEDY, BAREFLOW_TEST_CPU_MASK=mask),
                      ["refusing to run", "lacks " + mask])
-    one_line_refusal("refuses another model", run([app260, os.path.join(SHARED, "stories260K-q8_0.gguf"), "-t", "0"]),
-                     ["refusing to run", "another model"])
+    # The template holds only the llama2.c loader: a GGUF file is refused before it is parsed.
+    one_line_refusal("refuses another format", run([app260, os.path.join(SHARED, "stories260K-q8_0.gguf"), "-t", "0"]),
+                     ["is a GGUF file", "reads only llama2.c model files"])
     # A damaged payload: one flipped byte near the end of the file.
     bad = os.path.join(TMP, "damaged-appliance")
     data = bytearray(open(app260, "rb").read())
@@ -116,6 +127,9 @@ if app260:
     os.chmod(bad, 0o755)
     one_line_refusal("refuses a damaged payload", run([bad] + S260 + GREEDY), ["checksum"])
 one_line_refusal("the template refuses to run", run([TEMPLATE] + S260 + GREEDY), ["none is appended"])
+if app15:
+    one_line_refusal("refuses another model", run([app15, os.path.join(SHARED, "stories260K-q8_0.gguf"), "-t", "0"]),
+                     ["refusing to run", "another model"])
 if app260:
     one_line_refusal("the appliance refuses an unknown flag", run([app260, "--bogus"]), ["--bogus", "unknown flag"])
 
