@@ -484,12 +484,13 @@ void Runtime::process(Job& j) {
   if (stored && stored->tier == j.tier) {
     const double t0 = now_s();
     // Against the engine's SIMD kernels (bit-identical to the reference, ~10x faster): this check
-    // runs beside the first tokens of every warm run.
+    // runs beside the second and later tokens of every warm run.
     if (const std::string why = verify(j, *stored, t_.kernels()); why.empty()) {
       const double verify_ms = (now_s() - t0) * 1e3;
       install(j.unit, *stored, key, /*loaded=*/true);
       loaded_++;
-      // It ran from the first call on that needed it: the unit started at its learned tier.
+      // A loaded unit counts as at its tier from the start: until now (the second forward step)
+      // the AOT kernel ran in its place, with the same output.
       if (group || j.tier == top) u.top_at_s = 0;
       if (o_.trace)
         std::fprintf(o_.log, "jit: %-10s %s%s from the store, %" PRIu64 " B code, linked in %.2f ms, verify %.2f ms\n",
