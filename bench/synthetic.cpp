@@ -13,7 +13,7 @@ namespace {
 
 constexpr uint64_t kAlign = 32;  // GGUF default general.alignment
 
-enum : uint32_t { kTypeU32 = 4, kTypeF32 = 6, kTypeString = 8 };
+enum : uint32_t { kTypeU32 = 4, kTypeI32 = 5, kTypeF32 = 6, kTypeString = 8, kTypeArray = 9 };
 enum : uint32_t { kGgmlF32 = 0, kGgmlF16 = 1, kGgmlQ4_0 = 2, kGgmlQ8_0 = 8 };
 
 uint64_t splitmix(uint64_t& s) {
@@ -151,7 +151,8 @@ DType find_format(const std::string& flag, const std::string& name) {
   fail(flag, "'" + name + "' is not one of f32, f16, q8_0, q4_0");
 }
 
-uint64_t write_synthetic_gguf(const std::string& path, const ModelShape& sh, DType type, uint64_t seed) {
+uint64_t write_synthetic_gguf(const std::string& path, const ModelShape& sh, DType type, uint64_t seed,
+                              const Vocab* vocab) {
   uint32_t mat;
   switch (type) {
     case DType::F32: mat = kGgmlF32; break;
@@ -194,10 +195,38 @@ uint64_t write_synthetic_gguf(const std::string& path, const ModelShape& sh, DTy
       {"llama.block_count", sh.n_layers},        {"llama.attention.head_count", sh.n_heads},
       {"llama.attention.head_count_kv", sh.n_kv_heads}, {"llama.context_length", sh.seq_len},
   };
-  w.put<uint64_t>(std::size(ints) + 2);
+  w.put<uint64_t>(std::size(ints) + 2 + (vocab ? 4 : 0));
   w.str("general.architecture");
   w.put<uint32_t>(kTypeString);
   w.str("llama");
+  if (vocab) {
+    if (vocab->pieces.size() != size_t(sh.vocab_size) || vocab->scores.size() != vocab->pieces.size())
+      fail(path, "the vocabulary has " + std::to_string(vocab->pieces.size()) + " tokens, the shape " +
+                     std::to_string(sh.vocab_size));
+    w.str("tokenizer.ggml.model");
+    w.put<uint32_t>(kTypeString);
+    w.str("llama");
+    w.str("tokenizer.ggml.tokens");
+    w.put<uint32_t>(kTypeArray);
+    w.put<uint32_t>(kTypeString);
+    w.put<uint64_t>(vocab->pieces.size());
+    for (const std::string& piece : vocab->pieces) w.str(piece);
+    w.str("tokenizer.ggml.scores");
+    w.put<uint32_t>(kTypeArray);
+    w.put<uint32_t>(kTypeF32);
+    w.put<uint64_t>(vocab->scores.size());
+    for (float f : vocab->scores) w.put<float>(f);
+    // SentencePiece token types: 2 unknown (<unk>), 3 control (<s>, </s>), 6 byte (<0xNN>), 1 normal.
+    w.str("tokenizer.ggml.token_type");
+    w.put<uint32_t>(kTypeArray);
+    w.put<uint32_t>(kTypeI32);
+    w.put<uint64_t>(vocab->pieces.size());
+    for (size_t i = 0; i < vocab->pieces.size(); i++) {
+      const std::string& piece = vocab->pieces[i];
+      const bool byte = piece.size() == 6 && piece.rfind("<0x", 0) == 0 && piece[5] == '>';
+      w.put<int32_t>(i == 0 ? 2 : i <= 2 ? 3 : byte ? 6 : 1);
+    }
+  }
   for (const auto& [key, v] : ints) {
     w.str(key);
     w.put<uint32_t>(kTypeU32);
@@ -220,6 +249,98 @@ uint64_t write_synthetic_gguf(const std::string& path, const ModelShape& sh, DTy
     const bool norm = t.ne1 == 1;
     write_tensor(w, t, seed, 1.0f / std::sqrt(float(t.ne0)), norm);
     w.pad();
+  }
+  const uint64_t size = w.size();
+  w.close();
+  return size;
+}
+
+Vocab read_llama2c_vocab(const std::string& path, int vocab_size) {
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) fail(path, "cannot open the tokenizer");
+  Vocab v;
+  int32_t max_len = 0;
+  bool ok = std::fread(&max_len, 4, 1, f) == 1 && max_len > 0 && max_len < 4096;
+  for (int i = 0; ok && i < vocab_size; i++) {
+    float score;
+    int32_t len;
+    ok = std::fread(&score, 4, 1, f) == 1 && std::fread(&len, 4, 1, f) == 1 && len >= 0 && len <= max_len;
+    std::string piece(size_t(ok ? len : 0), '\0');
+    ok = ok && std::fread(piece.data(), 1, piece.size(), f) == piece.size();
+    v.pieces.push_back(std::move(piece));
+    v.scores.push_back(score);
+  }
+  std::fclose(f);
+  if (!ok) fail(path, "is not a llama2.c tokenizer of " + std::to_string(vocab_size) + " tokens");
+  return v;
+}
+
+uint64_t write_synthetic_llama2c(const std::string& path, const ModelShape& sh, int version, uint64_t seed) {
+  if (version != 0 && version != 2) fail(path, "synthetic llama2.c checkpoints are version 0 or 2");
+  const uint64_t dim = uint64_t(sh.dim), hidden = uint64_t(sh.hidden_dim), layers = uint64_t(sh.n_layers);
+  const uint64_t kv_dim = dim / uint64_t(sh.n_heads) * uint64_t(sh.n_kv_heads), vocab = uint64_t(sh.vocab_size);
+  const uint64_t head = dim / uint64_t(sh.n_heads);
+  int group = 64;
+  while (group > 1 && (dim % uint64_t(group) || hidden % uint64_t(group))) group /= 2;
+  Writer w(path);
+  const int32_t header[7] = {sh.dim, sh.hidden_dim, sh.n_layers, sh.n_heads, sh.n_kv_heads,
+                             version == 0 && !sh.shared_classifier ? -sh.vocab_size : sh.vocab_size, sh.seq_len};
+  if (version == 2) {
+    w.put<uint32_t>(0x616b3432);  // "ak42"
+    w.put<int32_t>(2);
+    w.bytes(header, sizeof header);
+    w.put<uint8_t>(sh.shared_classifier ? 1 : 0);
+    w.put<int32_t>(group);
+    static const char zeros[256] = {};
+    w.bytes(zeros, 256 - size_t(w.size()));
+  } else {
+    w.bytes(header, sizeof header);
+  }
+  // F32 values uniform in +-amp (norms near 1), as the GGUF writer makes them.
+  uint64_t s = seed;
+  const auto floats = [&](uint64_t n, float amp, bool norm) {
+    std::vector<float> buf;
+    for (uint64_t done = 0; done < n; done += buf.size()) {
+      buf.resize(size_t(std::min<uint64_t>(n - done, 1 << 20)));
+      for (float& v : buf) {
+        const float u = float(splitmix(s) >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f;
+        v = norm ? 1.0f + 0.1f * u : amp * u;
+      }
+      w.bytes(buf.data(), buf.size() * 4);
+    }
+  };
+  // Q8_0 of runq.c: per layer, the int8 values of the layer's matrix, then its float scale per group.
+  const auto quantized = [&](uint64_t n_layers, uint64_t n, float amp) {
+    std::vector<int8_t> q;
+    const std::vector<float> scales(size_t(n / uint64_t(group)), amp / 127.0f);
+    for (uint64_t l = 0; l < n_layers; l++) {
+      for (uint64_t done = 0; done < n; done += q.size()) {
+        q.resize(size_t(std::min<uint64_t>(n - done, 1 << 20)));
+        for (int8_t& v : q) v = int8_t(int(splitmix(s) % 255) - 127);
+        w.bytes(q.data(), q.size());
+      }
+      w.bytes(scales.data(), scales.size() * 4);
+    }
+  };
+  const float a_dim = 1.0f / std::sqrt(float(dim)), a_hidden = 1.0f / std::sqrt(float(hidden));
+  const uint64_t mats[][2] = {{dim, dim}, {kv_dim, dim}, {kv_dim, dim}, {dim, dim},
+                              {hidden, dim}, {dim, hidden}, {hidden, dim}};  // wq wk wv wo w1 w2 w3: rows, cols
+  if (version == 0) {
+    floats(vocab * dim, a_dim, false);
+    floats(layers * dim, 0, true);  // rms_att
+    for (int m = 0; m < 4; m++) floats(layers * mats[m][0] * mats[m][1], a_dim, false);
+    floats(layers * dim, 0, true);  // rms_ffn
+    for (int m = 4; m < 7; m++) floats(layers * mats[m][0] * mats[m][1], mats[m][1] == hidden ? a_hidden : a_dim, false);
+    floats(dim, 0, true);                        // rms_final
+    floats(uint64_t(sh.seq_len) * head, 1.0f, false);  // freq_cis_real and _imag (unused by run.c)
+    if (!sh.shared_classifier) floats(vocab * dim, a_dim, false);
+  } else {
+    floats(layers * dim, 0, true);  // rms_att
+    floats(layers * dim, 0, true);  // rms_ffn
+    floats(dim, 0, true);           // rms_final
+    quantized(1, vocab * dim, a_dim);
+    for (const auto& m : mats) quantized(layers, m[0] * m[1], m[1] == hidden ? a_hidden : a_dim);
+    if (!sh.shared_classifier) quantized(1, vocab * dim, a_dim);
   }
   const uint64_t size = w.size();
   w.close();

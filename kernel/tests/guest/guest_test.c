@@ -174,6 +174,30 @@ static int mapfixed_test(const char* path) {
   return ok ? 0 : 1;
 }
 
+/* What a system call costs here (not a test: a measurement, kernel/README.md "KVM on these
+   machines"): getpid, and a write of 2 and of 32 bytes to stdout, 2000 of each. */
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static int syscall_cost(void) {
+  const int n = 2000;
+  const double t0 = now_s();
+  for (int i = 0; i < n; i++) syscall(SYS_getpid);
+  const double t1 = now_s();
+  for (int i = 0; i < n; i++)
+    if (write(1, "ab", 2) != 2) return fail("write 2");
+  const double t2 = now_s();
+  for (int i = 0; i < n; i++)
+    if (write(1, "abcdefghijklmnopqrstuvwxyz012345", 32) != 32) return fail("write 32");
+  const double t3 = now_s();
+  fprintf(stderr, "\nsyscall-cost: getpid %.2f us, write(2 B) %.2f us, write(32 B) %.2f us\n", (t1 - t0) / n * 1e6,
+          (t2 - t1) / n * 1e6, (t3 - t2) / n * 1e6);
+  return 0;
+}
+
 int main(int argc, char** argv) {
   const char* mode = argc > 1 ? argv[1] : "hello";
   if (!strcmp(mode, "argv") || !strcmp(mode, "sleep")) return argv_modes(argc, argv);
@@ -184,6 +208,7 @@ int main(int argc, char** argv) {
     fprintf(stderr, "this line goes to stderr\n");
     return 0;
   }
+  if (!strcmp(mode, "syscall-cost")) return syscall_cost();
   if (!strcmp(mode, "exit")) return argc > 2 ? atoi(argv[2]) : 0;
   if (!strcmp(mode, "enosys")) {
     long r = syscall(SYS_pkey_alloc, 0, 0);
