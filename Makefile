@@ -9,7 +9,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 FUZZ_SECONDS ?= 600
 
-.PHONY: build run test bench image deps clean fuzz soak
+.PHONY: build run test bench bench-peers demo image deps clean fuzz soak
 
 deps:
 	@scripts/install-deps.sh
@@ -47,6 +47,9 @@ bench: build
 	@for m in "stories110M q8_0" "tinyllama-1.1b q4_0"; do \
 	  python3 bench/tools/lifecycle.py build/bareflow build/bench/bench_synth_model ../shared/models/tokenizer.bin $$m 3 64; done
 	python3 bench/tools/export_bench.py build/bareflow build/bench/bench_synth_model ../shared/models/tokenizer.bin stories110M q8_0 3 64
+
+bench-peers: build
+	build/bareflow bench --peers $(PEERS_FLAGS)
 
 clean:
 	rm -rf build build-san

@@ -1,5 +1,9 @@
 // bareflow bench: see bench/runner.h.
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <cstdlib>
 #include <memory>
 #include <sstream>
@@ -12,6 +16,7 @@
 #include "cli/isa.h"
 #include "engine/threadpool.h"
 #include "cli/jit_flags.h"
+#include "cli/run.h"
 
 namespace bf::cli {
 namespace {
@@ -36,7 +41,46 @@ const char kUsage[] =
     "                       tiered once every site runs at O3): columns per tier, O3/AOT, the\n"
     "                       tiered run's seconds to O3 everywhere and its compile ms\n"
     "  --json               print one JSON array on stdout instead of the table\n"
+    "  --peers [FLAGS]      instead: BareFlow against llama.cpp and llama2.c on the same files, built\n"
+    "                       once into PEERS (default build/peers beside this executable) from\n"
+    "                       ../shared/peers; FLAGS: --shapes, --formats, --threads, --rounds,\n"
+    "                       --decode, --prefill, --json, --peers-dir PEERS (bench/tools/peers.py)\n"
     "  -h, --help\n";
+
+// bench --peers: bench/tools/peers.py of the source tree this executable was built from, with
+// the peers built once by ../shared/peers/build.sh. Replaces this process.
+int bench_peers(int argc, char** argv, int first) {
+  const std::string src = BF_SOURCE_DIR, self = self_executable("bench --peers");
+  const std::string dir = self.substr(0, self.rfind('/') + 1);
+  std::string peers = dir + "peers", tokenizer;
+  std::vector<std::string> rest;
+  for (int i = first; i < argc; i++) {
+    if (std::string(argv[i]) == "--peers-dir" && i + 1 < argc) peers = argv[++i];
+    else rest.push_back(argv[i]);
+  }
+  for (const std::string& d : {std::string(std::getenv("BAREFLOW_MODELS") ? std::getenv("BAREFLOW_MODELS") : ""),
+                               std::string("models"), src + "/../shared/models"})
+    if (!d.empty() && is_file(d + "/tokenizer.bin")) {
+      tokenizer = d + "/tokenizer.bin";
+      break;
+    }
+  if (tokenizer.empty()) fail("--peers", "no tokenizer.bin in $BAREFLOW_MODELS, ./models or ../shared/models");
+  const std::string script = src + "/bench/tools/peers.py", build = src + "/../shared/peers/build.sh";
+  if (!is_file(script)) fail("--peers", script + " not found (bench --peers runs from its source tree)");
+  if (!is_file(peers + "/llama-bench")) {
+    if (!is_file(build)) fail("--peers", "no peers in " + peers + " and no " + build + " to build them");
+    std::fprintf(stderr, "bareflow: building the peers into %s (a few minutes, once)\n", peers.c_str());
+    const std::string cmd = "'" + build + "' '" + peers + "'";
+    if (std::system(cmd.c_str()) != 0) fail("--peers", build + " failed");
+  }
+  std::vector<std::string> args = {"python3", script, self, dir + "bench/bench_synth_model", tokenizer, peers};
+  args.insert(args.end(), rest.begin(), rest.end());
+  std::vector<char*> cargs;
+  for (std::string& s : args) cargs.push_back(s.data());
+  cargs.push_back(nullptr);
+  execvp("python3", cargs.data());
+  fail("--peers", std::string("cannot run python3: ") + std::strerror(errno));
+}
 
 std::vector<std::string> split_list(const std::string& s) {
   std::vector<std::string> out;
@@ -57,6 +101,7 @@ int cmd_bench(int argc, char** argv) {
   const char* tmp = std::getenv("TMPDIR");
   o.dir = tmp && *tmp ? tmp : "/tmp";
   Args a{argc, argv};
+  if (argc > 1 && std::string(argv[1]) == "--peers") return bench_peers(argc, argv, 2);
   while (!a.done()) {
     const std::string f = a.next();
     if (f == "-h" || f == "--help") {
