@@ -226,7 +226,9 @@ int cmd_export(int argc, char** argv) {
   }
   if (!compiled_now.empty() && !force)
     fail(state_path, "has no verified code for " + compiled_now + " of " + file_name_of(model_path) +
-                         " on this CPU (it was compiled now); run bareflow generate again, or export --force");
+                         " usable by this bareflow build for " + (jo.target_cpu.empty() ? std::string("this CPU") : jo.target_cpu) +
+                         " (it was compiled now: the store's came from another build, CPU or JIT flags);"
+                         " run bareflow generate again, or export --force");
   if (p.units.empty()) fail(state_path, "holds no compiled code for " + file_name_of(model_path));
   const ModelIdentity& id = model_store.identity();
   p.model_hash = id.hash;
