@@ -319,7 +319,16 @@ case $case_name in
     timeout $((T + 10)) "$bareflow" boot --tcg --timeout $T --image "$tmp/other" >"$tmp/out" 2>"$tmp/err"
     status=$?
     expect_status 2
-    expect_log "not an appliance image" ;;
+    expect_log "not an appliance image"
+    "$bareflow" boot --tcg --image "$baked" --app "$bareflow" >"$tmp/out" 2>"$tmp/err"
+    status=$?
+    expect_status 2
+    expect_log "no --app or --kernel with it"
+    head -c 40 /dev/urandom >"$baked/argv"
+    "$bareflow" boot --tcg --timeout $T --image "$baked" >"$tmp/out" 2>"$tmp/err"
+    status=$?
+    expect_status 2
+    expect_log "its argv is not an argv module" ;;
   golden-iso)
     need_models
     timeout $((T + 10)) "$bareflow" boot --iso --tcg --timeout $T -- generate "$models/stories260K.bin" \
