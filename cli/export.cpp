@@ -75,10 +75,10 @@ bool same_file(const std::string& a, const std::string& b) {
 
 // Writes `bytes` to `path` crash-safely: a temporary file beside it, fsync, chmod 755, rename,
 // then the directory's fsync. An existing `path` is whole until the rename replaces it.
-void write_executable(const std::string& path, const MappedFile& head, const std::vector<uint8_t>& tail) {
+void write_executable(const char* flag, const std::string& path, const MappedFile& head, const std::vector<uint8_t>& tail) {
   const std::string tmp = path + ".tmp." + std::to_string(getpid());
   const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
-  if (fd < 0) fail("-o", path + ": " + std::strerror(errno));
+  if (fd < 0) fail(flag, path + ": " + std::strerror(errno));
   auto write_all = [&](const char* p, size_t n) {
     while (n > 0) {
       const ssize_t w = write(fd, p, n);
@@ -96,7 +96,7 @@ void write_executable(const std::string& path, const MappedFile& head, const std
   if (close(fd) != 0 || !ok || rename(tmp.c_str(), path.c_str()) != 0) {
     const int e2 = ok ? errno : e;
     unlink(tmp.c_str());
-    fail("-o", path + ": " + std::strerror(e2));
+    fail(flag, path + ": " + std::strerror(e2));
   }
   const std::string dir = path.find('/') == std::string::npos ? "." : path.substr(0, path.rfind('/') + 1);
   const int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -243,7 +243,7 @@ int cmd_export(int argc, char** argv) {
   for (const auto& u : p.units) code += u.object.size();
   const std::string cpu_name = p.cpu.substr(0, p.cpu.find(' '));
   if (!out.empty()) {
-    write_executable(out, templ_bytes, tail);
+    write_executable("-o", out, templ_bytes, tail);
     std::fprintf(stderr, "bareflow: exported %zu units (%llu bytes of objects) of %s for %s: %s, %zu bytes (from %s)\n",
                  p.units.size(), (unsigned long long)code, p.model_file.c_str(), cpu_name.c_str(), out.c_str(),
                  templ_bytes.size() + tail.size(), file_name_of(templ).c_str());
@@ -262,11 +262,13 @@ int cmd_export(int argc, char** argv) {
     if (bake) {
       weights.push_back({model_path, file_name_of(model_path)});
       // Named as the appliance looks for a tokenizer beside its model (cli::tokenizer_file).
-      if (!tokenizer_path.empty())
-        weights.push_back({tokenizer_path, model->config.vocab_size == 512 ? "tok512.bin" : "tokenizer.bin"});
+      // A model without its own vocabulary (llama2.c) needs one baked beside it: -z, else the one
+      // generate would use (beside the model; a line naming it when there is none).
+      const std::string tok = model->vocab ? tokenizer_path : tokenizer_file(*model, tokenizer_path);
+      if (!tok.empty()) weights.push_back({tok, model->config.vocab_size == 512 ? "tok512.bin" : "tokenizer.bin"});
     }
     if (image_args.empty()) image_args = {bake ? "generate" : "--version"};
-    write_executable(image + "/appliance", templ_bytes, tail);
+    write_executable("--image", image + "/appliance", templ_bytes, tail);
     if (const std::string err = boot::write_image(image, weights, image_args); !err.empty()) fail("--image", err);
     uint64_t bytes = 0;
     for (const char* f : {"appliance", "bareflow-kernel.bin"}) {

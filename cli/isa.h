@@ -15,7 +15,7 @@ inline Isa parse_isa(const std::string& flag, const std::string& value) {
   for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
     if (value != isa_name(isa)) continue;
     if (!isa_supported(isa))
-      fail(flag, std::string("this CPU does not support ") + value + " (best supported: " + isa_name(best_isa()) +
+      fail(flag, std::string("this CPU (or this executable's build) does not support ") + value + " (best supported: " + isa_name(best_isa()) +
                      ")");
     return isa;
   }

@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 PROMPT = "Once upon a time"
@@ -35,20 +36,23 @@ def find_model():
 
 def boot(argv):
     """Runs a boot; returns (stdout text, stderr text, seconds to the first token, exit status). The
-    first token is the first byte of text after the prompt, which the engine echoes first."""
+    first token is the first byte of text after the prompt, which the engine echoes first. stderr
+    goes to a file, so that a long log can never block the launcher on a full pipe."""
     start = time.monotonic()
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    first = None
-    out = b""
-    while True:
-        chunk = os.read(p.stdout.fileno(), 65536)
-        if not chunk:
-            break
-        out += chunk
-        if first is None and len(out) > len(PROMPT):
-            first = time.monotonic() - start
-    err = p.stderr.read()
-    p.wait()
+    with tempfile.TemporaryFile() as errf:
+        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errf)
+        first = None
+        out = b""
+        while True:
+            chunk = os.read(p.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            out += chunk
+            if first is None and len(out) > len(PROMPT):
+                first = time.monotonic() - start
+        p.wait()
+        errf.seek(0)
+        err = errf.read()
     return out.decode(errors="replace"), err.decode(errors="replace"), first, p.returncode
 
 
@@ -74,8 +78,13 @@ def main():
     a = ap.parse_args()
     bf = os.path.abspath(a.bareflow)
     model, tok = find_model()
+    # The work directory is the demo's own: refused when it holds anything else.
+    marker = os.path.join(a.work, ".bareflow-demo")
+    if os.path.isdir(a.work) and os.listdir(a.work) and not os.path.exists(marker):
+        sys.exit(f"demo: {a.work} holds other files; give --work a new or empty directory")
     shutil.rmtree(a.work, ignore_errors=True)
     os.makedirs(a.work)
+    open(marker, "w").close()
     disk, image = os.path.join(a.work, "disk.img"), os.path.join(a.work, "image")
     accel = [] if a.accel == "auto" else ["--" + a.accel]
     gen = ["-t", "0", "-n", str(a.steps), "-i", PROMPT]
@@ -97,8 +106,11 @@ def main():
     for n in range(1, a.max_boots + 1):
         out, err, first, status = boot([bf, "boot", *accel, "--disk", disk, "--", "generate", model, "-z", tok, *gen,
                                         "--jit-sync", "--trace-jit"])
+        if status != 0:
+            sys.stderr.write(err)
+            sys.exit(f"demo: boot {n}: exit status {status}")
         m = re.search(r"state: /state: run (\d+), (\d+) compiles, (\d+) loaded, (.*)", err)
-        if status == 0 and not m:
+        if not m:
             sys.exit("demo: boot %d: no state line in the guest's log" % n)
         show = json.loads(subprocess.run([bf, "state", "show", "--state", disk, "--json"], check=True,
                                          capture_output=True, text=True).stdout)

@@ -18,10 +18,14 @@ import argparse
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+
+
+DEFAULT_FORMATS = "f32,q8_0,q4_0"
 
 
 def run(cmd, env=None, timeout=1800):
@@ -45,7 +49,7 @@ def main():
     ap.add_argument("tokenizer")
     ap.add_argument("peers")
     ap.add_argument("--shapes", default="stories15M,stories110M,tinyllama-1.1b")
-    ap.add_argument("--formats", default="f32,q8_0,q4_0")
+    ap.add_argument("--formats", default=DEFAULT_FORMATS)
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--decode", type=int, default=128)
@@ -56,15 +60,30 @@ def main():
     for exe in ("llama-bench", "run_st", "run_omp", "runq_st", "runq_omp"):
         if not os.access(os.path.join(a.peers, exe), os.X_OK):
             sys.exit(f"peers: {a.peers}/{exe} missing (build them: ../shared/peers/build.sh {a.peers})")
+    try:
+        threads = [int(t) for t in a.threads.split(",")]
+    except ValueError:
+        sys.exit(f"peers: --threads {a.threads!r} is not a list of numbers")
+    if not threads or min(threads) < 1:
+        sys.exit(f"peers: --threads {a.threads!r} must list thread counts of at least 1")
     work = a.work or tempfile.mkdtemp(prefix="bareflow-peers-")
     os.makedirs(work, exist_ok=True)
-    threads = [int(t) for t in a.threads.split(",")]
+    try:
+        return measure(a, threads, work)
+    except (RuntimeError, subprocess.TimeoutExpired, KeyError, IndexError, json.JSONDecodeError) as e:
+        sys.exit(f"peers: {e}")
+    finally:
+        if not a.work:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def measure(a, threads, work):
     # A prompt of at least N tokens: BareFlow prefills N - 1 positions of it in one batch.
     long_prompt = " ".join(["Once upon a time there was a little girl"] * (a.prefill // 8 + 2))
     results = []  # dicts: engine, model, format, threads, decode_tok_s, prefill_tok_s
     for shape in a.shapes.split(","):
         for fmt in a.formats.split(","):
-            if shape == "tinyllama-1.1b" and fmt == "f32" and a.formats == ap.get_default("formats"):
+            if shape == "tinyllama-1.1b" and fmt == "f32" and a.formats == DEFAULT_FORMATS:
                 continue  # 4.4 GB and ~5 tok/s: not in the default set (ask for it with --formats f32)
             gguf = os.path.join(work, f"{shape}-{fmt}.gguf")
             run([a.synth, gguf, shape, fmt, "--vocab", a.tokenizer])
@@ -92,6 +111,8 @@ def main():
                         r = run([os.path.join(a.peers, "llama-bench"), "-m", gguf, *pn, "-t", str(t), "-r", "1",
                                  "-o", "jsonl"])
                         rows = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+                        if not rows:
+                            raise RuntimeError(f"llama-bench printed no result for {gguf}: {r.stderr.strip()[-300:]}")
                         add("llama.cpp", key, float(rows[-1]["avg_ts"]))
                     if l2c_file:
                         exe = os.path.join(a.peers, l2c[0] + ("_st" if t == 1 else "_omp"))

@@ -459,7 +459,7 @@ uint64_t parse_size(const std::string& s) {
 }  // namespace
 
 bool usable_module_name(const std::string& name) {
-  if (name.empty() || name == "." || name == ".." || name == "argv") return false;
+  if (name.empty() || name == "." || name == ".." || name == "argv" || name == "appliance") return false;
   for (char c : name)
     if (!(isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-')) return false;
   return true;
@@ -501,7 +501,9 @@ std::vector<std::string> image_weights(const std::string& dir) {
   std::vector<std::string> names;
   if (DIR* d = opendir((dir + "/weights").c_str())) {
     while (const dirent* e = readdir(d))
-      if (usable_module_name(e->d_name) && regular_file(dir + "/weights/" + e->d_name)) names.push_back(e->d_name);
+      if (usable_module_name(e->d_name) && !std::string(e->d_name).ends_with(".tmp") &&  // an interrupted copy
+          regular_file(dir + "/weights/" + e->d_name))
+        names.push_back(e->d_name);
     closedir(d);
   }
   std::sort(names.begin(), names.end());
@@ -512,11 +514,19 @@ std::vector<std::string> image_weights(const std::string& dir) {
 
 std::string write_image(const std::string& dir, const std::vector<ImageFile>& weights,
                         const std::vector<std::string>& args) {
+  // A signal stops the copies and grub-mkrescue; the staging directory goes with the guard.
+  SignalGuard signals;
   const std::string kdir = find_kernel_dir(Options{});
-  for (const char* k : {"bareflow-kernel.bin", "bareflow-kernel.elf"}) {
+  for (const char* k : {"bareflow-kernel.bin", "bareflow-kernel.elf"})
     if (!regular_file(kdir + "/" + k)) return "kernel image " + kdir + "/" + k + " not found (build it: make image)";
+  for (const ImageFile& w : weights)
+    if (!usable_module_name(w.name)) return w.name + ": not usable as a boot module's name";
+  // The argv module and the ISO are what make the directory bootable: gone until this image's are
+  // in place, so a failure half-way never leaves an earlier image's to boot with the new files.
+  unlink((dir + "/argv").c_str());
+  unlink((dir + "/bareflow.iso").c_str());
+  for (const char* k : {"bareflow-kernel.bin", "bareflow-kernel.elf"})
     if (std::string e = install_copy(kdir + "/" + k, dir + "/" + k); !e.empty()) return e;
-  }
   // The baked files: exactly `weights` (a file of an earlier export that is not among them goes).
   const std::string wdir = dir + "/weights";
   for (const std::string& old : image_weights(dir)) {
@@ -528,18 +538,13 @@ std::string write_image(const std::string& dir, const std::vector<ImageFile>& we
     rmdir(wdir.c_str());
   } else {
     if (mkdir(wdir.c_str(), 0755) != 0 && errno != EEXIST) return wdir + ": " + strerror(errno);
-    for (const ImageFile& w : weights) {
-      if (!usable_module_name(w.name)) return w.name + ": not usable as a boot module's name";
+    for (const ImageFile& w : weights)
       if (std::string e = install_copy(w.host, wdir + "/" + w.name); !e.empty()) return e;
-    }
     sync_dir(wdir);
   }
   std::vector<std::string> argv = {"appliance"};
   argv.insert(argv.end(), args.begin(), args.end());
   const std::string argv_bytes = argv_module(argv);
-  unlink((dir + "/argv.tmp").c_str());
-  if (!write_file(dir + "/argv.tmp", argv_bytes)) return dir + "/argv.tmp: " + strerror(errno);
-  if (std::string e = publish(dir + "/argv.tmp", dir + "/argv"); !e.empty()) return e;
 
   // The ISO: staged as a boot's is (the modules linked into dir/m), made by grub-mkrescue.
   StagingDir staging;
@@ -563,7 +568,12 @@ std::string write_image(const std::string& dir, const std::vector<ImageFile>& we
   if (std::string e = make_iso(sd, dir + "/bareflow-kernel.elf", mods, ""); !e.empty()) return e;
   if (g_signal) return std::string("stopped by signal ") + strsignal(g_signal);
   if (std::string e = install_copy(sd + "/boot.iso", dir + "/bareflow.iso"); !e.empty()) return e;
+  if (!write_file(dir + "/argv.tmp", argv_bytes) && !(unlink((dir + "/argv.tmp").c_str()) == 0 &&
+                                                      write_file(dir + "/argv.tmp", argv_bytes)))
+    return dir + "/argv.tmp: " + strerror(errno);
+  if (std::string e = publish(dir + "/argv.tmp", dir + "/argv"); !e.empty()) return e;
   sync_dir(dir);
+  if (g_signal) return std::string("stopped by signal ") + strsignal(g_signal);
   return "";
 }
 
@@ -653,15 +663,19 @@ int launch(const Options& o, const char* prog) {
   const bool image_as_is = !o.image.empty() && o.args.empty();
   std::string image_argv;
   if (image_as_is) {
-    FILE* f = fopen((o.image + "/argv").c_str(), "rb");
-    char buf[4096];
-    size_t n = f ? fread(buf, 1, sizeof buf, f) : 0;
+    // The image's own argv module, checked as the kernel will parse it (any length up to 1 MiB).
+    uint64_t size = 0;
+    const std::string path = o.image + "/argv";
+    FILE* f = regular_file(path, &size) && size <= kMiB ? fopen(path.c_str(), "rb") : nullptr;
+    image_argv.resize(f ? size_t(size) : 0);
+    const bool read = f && fread(image_argv.data(), 1, image_argv.size(), f) == image_argv.size();
     if (f) fclose(f);
-    if (n < 12 || n == sizeof buf || memcmp(buf, kern::kArgvMagic, sizeof kern::kArgvMagic) != 0)
-      return complain("--image %s: its argv is not an argv module", o.image.c_str());
-    image_argv.assign(buf, n);
+    const char* argv[256];
+    unsigned argc = 0;
+    const char* why = read ? kern::parse_argv_module(image_argv.data(), image_argv.size(), argv, 256, &argc)
+                           : "unreadable or over 1 MiB";
+    if (why) return complain("--image %s: its argv is not an argv module (%s)", o.image.c_str(), why);
   }
-
   // The modules: the application first (the kernel's default argv0), then --module files, then
   // the file arguments, in order.
   std::vector<Module> mods;

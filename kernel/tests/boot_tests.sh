@@ -324,6 +324,10 @@ case $case_name in
     status=$?
     expect_status 2
     expect_log "no --app or --kernel with it"
+    # Baked without -z: a llama2.c model's tokenizer is the one beside it, baked too.
+    "$bareflow" export "$models/stories260K.bin" --jit O2 --state "$disk" --image "$tmp/baked2" --bake-weights \
+      >"$tmp/out" 2>"$tmp/err" || fail "export --bake-weights without -z failed"
+    [ -f "$tmp/baked2/weights/tok512.bin" ] || fail "the tokenizer beside the model was not baked"
     head -c 40 /dev/urandom >"$baked/argv"
     "$bareflow" boot --tcg --timeout $T --image "$baked" >"$tmp/out" 2>"$tmp/err"
     status=$?
