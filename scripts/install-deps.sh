@@ -2,7 +2,7 @@
 # Installs the Debian 12 packages BareFlow needs, only those missing. Silent when nothing is.
 set -e
 PKGS="cmake make g++ clang-19 lld-19 llvm-19-dev libclang-rt-19-dev libzstd-dev libgtest-dev \
-python3 python3-numpy qemu-system-x86 grub-pc-bin grub-common xorriso mtools"
+python3 python3-numpy qemu-system-x86 grub-pc-bin grub-common xorriso mtools libboost-dev nlohmann-json3-dev"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -1,0 +1,83 @@
+// bareflow serve: the HTTP API of serve/server.h over one model; this file is its command line.
+#include <cstdio>
+#include <string>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "cli/isa.h"
+#include "cli/jit_flags.h"
+#include "cli/run.h"
+#include "engine/model.h"
+#include "serve/server.h"
+
+namespace bf::cli {
+namespace {
+
+const char kUsage[] =
+    "usage: bareflow serve [MODEL] [options]\n"
+    "  llama-server's HTTP API over MODEL: GET /health, GET /v1/models, POST /v1/completions,\n"
+    "  POST /v1/chat/completions (\"stream\": true: server-sent events ending with [DONE]),\n"
+    "  POST /completion (llama-server's own), GET /metrics (Prometheus). One generation slot;\n"
+    "  temperature 0 or a seed gives bareflow generate's text.\n"
+    "  MODEL, -m, --model PATH  the model (default as for generate); -z, --tokenizer PATH\n"
+    "  --host ADDR              address to listen on (default 127.0.0.1)\n"
+    "  --port N                 port (default 8080; 0: any free one, printed on stderr)\n"
+    "  --api-key KEY            require \"Authorization: Bearer KEY\" (not on /health)\n"
+    "  --chat-template NAME     plain (default), llama2, zephyr or chatml\n"
+    "  --queue N                requests that may wait for the slot (default 16); more get 503\n"
+    "  --timeout SEC            per read of a request and per write of a response (default 30)\n"
+    "  -T, --threads N          threads (default: online cores); --isa ISA; --no-prefill\n";
+
+}  // namespace
+
+int cmd_serve(int argc, char** argv) {
+  serve::Options o;
+  o.threads = ThreadPool::default_threads();
+  o.isa = best_isa();
+  Args a{argc, argv};
+  while (!a.done()) {
+    const std::string f = a.next();
+    if (f == "-h" || f == "--help") {
+      std::fputs(kUsage, stdout);
+      std::fputs(jit_usage(), stdout);
+      return 0;
+    } else if (f == "-m" || f == "--model") {
+      o.model_path = a.value(f);
+    } else if (f == "-z" || f == "--tokenizer") {
+      o.tokenizer_path = a.value(f);
+    } else if (f == "--host") {
+      o.host = a.value(f);
+    } else if (f == "--port") {
+      o.port = int(parse_int(f, a.value(f), 0, 65535));
+    } else if (f == "--api-key") {
+      o.api_key = a.value(f);
+      if (o.api_key.empty()) fail(f, "the key must not be empty");
+    } else if (f == "--chat-template") {
+      o.chat_template = serve::parse_chat_template(f, a.value(f));
+      o.chat_template_given = true;
+    } else if (f == "--queue") {
+      o.queue = int(parse_int(f, a.value(f), 0, 100000));
+    } else if (f == "--timeout") {
+      o.timeout_s = int(parse_int(f, a.value(f), 1, 86400));
+    } else if (f == "-T" || f == "--threads") {
+      o.threads = int(parse_int(f, a.value(f), 1, 256));
+    } else if (f == "--isa" || f.rfind("--isa=", 0) == 0) {
+      o.isa = parse_isa("--isa", f == "--isa" ? a.value(f) : f.substr(6));
+    } else if (f == "--no-prefill") {
+      o.prefill = false;
+    } else if (parse_jit_flag(f, a, &o.jit)) {
+      continue;
+    } else if (!f.empty() && f[0] != '-' && o.model_path.empty()) {
+      o.model_path = f;
+    } else {
+      fail(f, "unknown flag or argument (see bareflow serve --help)");
+    }
+  }
+  if (o.model_path.empty()) o.model_path = find_default_model();
+  // The tokenizer is settled now, from the model's header, so that a missing one is an error before
+  // the server listens (the model itself loads while it does).
+  if (o.tokenizer_path.empty()) o.tokenizer_path = tokenizer_file(*load_model(o.model_path), "");
+  return serve::run(o);
+}
+
+}  // namespace bf::cli

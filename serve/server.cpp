@@ -1,0 +1,525 @@
+#include "serve/server.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <ctime>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <thread>
+
+#include "engine/error.h"
+#include "engine/model.h"
+#include "engine/sampler.h"
+#include "engine/tokenizer.h"
+#include "engine/transformer.h"
+#include "jit/attach.h"
+
+namespace bf::serve {
+namespace {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+// A request the API refuses: its HTTP status and message (OpenAI's error shape).
+struct HttpError {
+  int status;
+  std::string message;
+};
+
+json error_body(int status, const std::string& message) {
+  const char* type = status == 401   ? "authentication_error"
+                     : status == 404 ? "not_found_error"
+                     : status >= 500 ? "server_error"
+                                     : "invalid_request_error";
+  return {{"error", {{"message", message}, {"type", type}, {"code", status}}}};
+}
+
+// What a completion asks for, checked: every field optional, every type and range enforced.
+struct Params {
+  std::string prompt;
+  int64_t max_tokens = -1;  // -1: until the context ends
+  float temperature = 1.0f, top_p = 0.9f;  // bareflow generate's (run.c's) defaults
+  uint64_t seed = 0;
+  bool seed_given = false, stream = false;
+  std::vector<std::string> stop;
+};
+
+void read_params(const json& body, const char* max_key, Params& p) {
+  if (auto it = body.find(max_key); it != body.end()) {
+    if (!it->is_number_integer()) throw HttpError{400, std::string("'") + max_key + "' must be an integer"};
+    p.max_tokens = it->get<int64_t>();
+    if (p.max_tokens < -1 || (p.max_tokens == -1 && std::string(max_key) != "n_predict"))
+      throw HttpError{400, std::string("'") + max_key + "' must not be negative"};
+  }
+  if (auto it = body.find("temperature"); it != body.end()) {
+    if (!it->is_number()) throw HttpError{400, "'temperature' must be a number"};
+    const double t = it->get<double>();
+    if (!(t >= 0 && t <= 100)) throw HttpError{400, "'temperature' must be in [0, 100]"};
+    p.temperature = float(t);
+  }
+  if (auto it = body.find("top_p"); it != body.end()) {
+    if (!it->is_number()) throw HttpError{400, "'top_p' must be a number"};
+    const double t = it->get<double>();
+    if (!(t >= 0 && t <= 1)) throw HttpError{400, "'top_p' must be in [0, 1]"};
+    p.top_p = float(t);
+  }
+  if (auto it = body.find("seed"); it != body.end() && !it->is_null()) {
+    if (!it->is_number_integer() || it->get<int64_t>() < 0) throw HttpError{400, "'seed' must be a non-negative integer"};
+    p.seed = it->get<uint64_t>();
+    p.seed_given = true;
+  }
+  if (auto it = body.find("stream"); it != body.end()) {
+    if (!it->is_boolean()) throw HttpError{400, "'stream' must be true or false"};
+    p.stream = it->get<bool>();
+  }
+  if (auto it = body.find("stop"); it != body.end() && !it->is_null()) {
+    const json list = it->is_string() ? json::array({*it}) : *it;
+    if (!list.is_array() || list.size() > 4) throw HttpError{400, "'stop' must be a string or up to 4 strings"};
+    for (const json& s : list) {
+      if (!s.is_string() || s.get<std::string>().empty()) throw HttpError{400, "'stop' strings must be non-empty strings"};
+      p.stop.push_back(s.get<std::string>());
+    }
+  }
+}
+
+// How a generation ended.
+struct Outcome {
+  std::string text;
+  int prompt_tokens = 0, completion_tokens = 0;
+  std::string finish = "length";  // "length", "stop" (end of text or a stop string)
+  std::string stopped_by;         // the stop string, if one
+  bool aborted = false;           // the client went away
+  double seconds = 0;             // decoding
+};
+
+std::string sse(const json& j) { return "data: " + j.dump() + "\n\n"; }
+
+// One connection's socket, driven by its own io_context: asynchronous operations run to
+// completion one at a time, so that Beast's timeouts (which only asynchronous operations have)
+// bound every read and write.
+class Connection {
+ public:
+  Connection(std::shared_ptr<net::io_context> ioc, tcp::socket socket, int timeout_s)
+      : ioc_(std::move(ioc)), stream_(std::move(socket)), timeout_(timeout_s) {}
+
+  template <class Start>
+  beast::error_code run(Start start) {
+    beast::error_code result = net::error::operation_aborted;
+    stream_.expires_after(std::chrono::seconds(timeout_));
+    start([&](beast::error_code ec, std::size_t) { result = ec; });
+    ioc_->restart();
+    ioc_->run();
+    return result;
+  }
+  beast::error_code read(http::request_parser<http::string_body>& p) {
+    return run([&](auto done) { http::async_read(stream_, buffer_, p, done); });
+  }
+  beast::error_code write(http::response<http::string_body>& r) {
+    return run([&](auto done) { http::async_write(stream_, r, done); });
+  }
+  beast::error_code write_header(http::response_serializer<http::empty_body>& s) {
+    return run([&](auto done) { http::async_write_header(stream_, s, done); });
+  }
+  // One HTTP/1.1 chunk ("" ends the body).
+  beast::error_code write_chunk(const std::string& data) {
+    char head[24];
+    std::snprintf(head, sizeof head, "%zx\r\n", data.size());
+    out_ = head + data + "\r\n";  // "" makes "0\r\n\r\n": the last chunk, no trailers
+    return run([&](auto done) { net::async_write(stream_, net::buffer(out_), done); });
+  }
+  void close() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+  }
+
+ private:
+  std::shared_ptr<net::io_context> ioc_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::string out_;
+  int timeout_;
+};
+
+class Server {
+ public:
+  explicit Server(const Options& o) : o_(o) {}
+  int run();
+
+ private:
+  void load();
+  void serve_connection(std::shared_ptr<net::io_context> ioc, tcp::socket socket);
+  // Answers one request; false: close the connection.
+  bool handle(Connection& c, const http::request<http::string_body>& req);
+  bool respond(Connection& c, const http::request<http::string_body>& req, int status, const std::string& body,
+               const char* type = "application/json");
+  bool completion(Connection& c, const http::request<http::string_body>& req, const std::string& route);
+  Outcome generate(const Params& p, const std::vector<int>& tokens, const std::function<bool(const std::string&)>& emit);
+  std::string metrics() const;
+
+  const Options& o_;
+  std::atomic<bool> ready_{false};
+  std::string model_name_;
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<Transformer> transformer_;
+  std::unique_ptr<jit::Session> jit_;
+  std::mutex slot_;  // the one slot: the transformer and its KV cache
+  std::atomic<int> waiting_{0}, busy_{0}, connections_{0};
+  std::atomic<uint64_t> requests_{0}, errors_{0}, prompt_tokens_{0}, predicted_{0}, predicted_us_{0}, next_id_{1};
+};
+
+void Server::load() {
+  try {
+    model_ = load_model(o_.model_path);
+    const Config& c = model_->config;
+    tokenizer_ = std::make_unique<Tokenizer>(o_.tokenizer_path.empty()
+                                                 ? Tokenizer::from_vocab(*model_->vocab, o_.model_path)
+                                                 : Tokenizer::from_file(o_.tokenizer_path, c.vocab_size));
+    transformer_ = std::make_unique<Transformer>(*model_, kernels_for(o_.isa), o_.threads, c.seq_len);
+    jit_ = jit::attach(*transformer_, o_.jit);
+    model_name_ = o_.model_path.substr(o_.model_path.rfind('/') + 1);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "bareflow: %s\n", e.what());
+    std::fflush(stderr);
+    _exit(2);  // the listener is up on another thread: nothing else to unwind
+  }
+  ready_ = true;
+  std::fprintf(stderr, "bareflow: serve: %s loaded\n", model_name_.c_str());
+}
+
+Outcome Server::generate(const Params& p, const std::vector<int>& tokens,
+                         const std::function<bool(const std::string&)>& emit) {
+  // bareflow generate's loop (cli/run.cpp), the prompt's own pieces not emitted: so that the same
+  // prompt, sampling flags and seed give generate's text after the prompt.
+  Outcome out;
+  const Config& c = model_->config;
+  const int n_prompt = int(tokens.size());
+  out.prompt_tokens = n_prompt;
+  const int64_t room = int64_t(c.seq_len) - n_prompt + 1;  // tokens the context still has room for
+  const int64_t want = p.max_tokens < 0 ? room : std::min<int64_t>(p.max_tokens, room);
+  const int steps = int(n_prompt - 1 + want);
+  uint64_t seed = p.seed;
+  if (!p.seed_given) seed = std::random_device{}() | 1;  // run.c: 0 means "from the clock"
+  Sampler sampler(c.vocab_size, p.temperature, p.top_p, seed == 0 ? 1 : seed);
+  const int batch = o_.prefill ? std::min(steps, n_prompt - 1) : 0;
+  const Clock::time_point start = Clock::now();
+  if (batch > 0) transformer_->prefill(tokens.data(), batch, 0);
+  int token = tokens[0];
+  size_t emitted = 0;  // bytes of out.text handed to emit
+  for (int pos = 0; pos < steps;) {
+    float* logits = pos < batch ? nullptr : transformer_->forward(token, pos);
+    const int next = pos + 1 < n_prompt ? tokens[size_t(pos) + 1] : sampler.sample(logits);
+    pos++;
+    if (next == tokenizer_->bos() || (model_->vocab && next == tokenizer_->eos())) {
+      out.finish = "stop";
+      break;
+    }
+    const std::string piece = tokenizer_->decode(token, next);
+    token = next;
+    if (pos < n_prompt) continue;  // a prompt token
+    out.completion_tokens++;
+    out.text += piece;
+    // A stop string ends the text before it; text that may be the start of one is held back.
+    size_t hold = 0;
+    for (const std::string& s : p.stop) {
+      if (const size_t at = out.text.find(s, emitted > s.size() ? emitted - s.size() : 0); at != std::string::npos) {
+        out.text.resize(at);
+        out.finish = "stop";
+        out.stopped_by = s;
+        break;
+      }
+      for (size_t k = std::min(s.size() - 1, out.text.size()); k > hold; k--)
+        if (out.text.compare(out.text.size() - k, k, s, 0, k) == 0) {
+          hold = k;
+          break;
+        }
+    }
+    if (!out.stopped_by.empty()) break;
+    if (out.text.size() - hold > emitted) {
+      if (!emit(out.text.substr(emitted, out.text.size() - hold - emitted))) {
+        out.aborted = true;
+        break;
+      }
+      emitted = out.text.size() - hold;
+    }
+  }
+  if (!out.aborted && out.text.size() > emitted) out.aborted = !emit(out.text.substr(emitted));
+  out.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  return out;
+}
+
+bool Server::respond(Connection& c, const http::request<http::string_body>& req, int status, const std::string& body,
+                     const char* type) {
+  http::response<http::string_body> res{http::int_to_status(unsigned(status)), req.version()};
+  res.set(http::field::server, "bareflow");
+  res.set(http::field::content_type, type);
+  res.keep_alive(req.keep_alive() && status < 500);
+  res.body() = body;
+  res.prepare_payload();
+  if (status >= 400) errors_++;
+  return !c.write(res) && res.keep_alive();
+}
+
+bool Server::completion(Connection& c, const http::request<http::string_body>& req, const std::string& route) {
+  const json body = json::parse(req.body(), nullptr, false);
+  if (body.is_discarded() || !body.is_object()) throw HttpError{400, "the body is not a JSON object"};
+  const bool chat = route == "/v1/chat/completions", native = route == "/completion";
+  Params p;
+  if (native) p.max_tokens = -1;
+  else if (!chat) p.max_tokens = 16;  // OpenAI's default for completions
+  read_params(body, native ? "n_predict" : "max_tokens", p);
+  if (chat) {
+    auto it = body.find("messages");
+    if (it == body.end() || !it->is_array() || it->empty()) throw HttpError{400, "'messages' must be a non-empty array"};
+    std::vector<ChatMessage> messages;
+    for (const json& m : *it) {
+      if (!m.is_object() || !m.contains("role") || !m["role"].is_string() || !m.contains("content") ||
+          !m["content"].is_string())
+        throw HttpError{400, "every message must be an object with string 'role' and 'content'"};
+      const std::string role = m["role"];
+      if (role != "system" && role != "user" && role != "assistant")
+        throw HttpError{400, "a message's role must be system, user or assistant, not '" + role + "'"};
+      messages.push_back({role, m["content"]});
+    }
+    p.prompt = format_chat(o_.chat_template, messages);
+  } else {
+    auto it = body.find("prompt");
+    if (it == body.end()) throw HttpError{400, "'prompt' is missing"};
+    if (it->is_array() && it->size() == 1 && (*it)[0].is_string()) p.prompt = (*it)[0];
+    else if (it->is_string()) p.prompt = *it;
+    else throw HttpError{400, "'prompt' must be a string"};
+  }
+  const int ctx = model_->config.seq_len;
+  std::vector<int> tokens;
+  try {
+    tokens = tokenizer_->encode(p.prompt, true, false, size_t(ctx));
+  } catch (const Error&) {
+    throw HttpError{400, "the prompt is longer than the context of " + std::to_string(ctx) + " tokens"};
+  }
+  // The slot, or a place in the bounded queue for it, or 503.
+  if (waiting_.fetch_add(1) >= o_.queue) {
+    waiting_--;
+    throw HttpError{503, "the server is busy (" + std::to_string(o_.queue) + " requests already waiting)"};
+  }
+  std::unique_lock<std::mutex> slot(slot_);
+  waiting_--;
+  busy_ = 1;
+  struct Release {
+    std::atomic<int>& busy;
+    ~Release() { busy = 0; }
+  } release{busy_};
+
+  const std::string id = (chat ? "chatcmpl-" : "cmpl-") + std::to_string(next_id_++);
+  const long created = long(std::time(nullptr));
+  const char* object = chat ? "chat.completion" : "text_completion";
+  std::function<bool(const std::string&)> emit = [](const std::string&) { return true; };
+  http::response<http::empty_body> head{http::status::ok, req.version()};
+  http::response_serializer<http::empty_body> serializer{head};
+  bool streaming = false;
+  if (p.stream) {
+    head.set(http::field::server, "bareflow");
+    head.set(http::field::content_type, "text/event-stream");
+    head.set(http::field::cache_control, "no-cache");
+    head.chunked(true);
+    head.keep_alive(false);
+    if (c.write_header(serializer)) return false;
+    streaming = true;
+    emit = [&](const std::string& piece) {
+      json chunk;
+      if (native) chunk = {{"content", piece}, {"stop", false}};
+      else if (chat)
+        chunk = {{"id", id}, {"object", "chat.completion.chunk"}, {"created", created}, {"model", model_name_},
+                 {"choices", json::array({{{"index", 0}, {"delta", {{"content", piece}}}, {"finish_reason", nullptr}}})}};
+      else
+        chunk = {{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model_name_},
+                 {"choices", json::array({{{"index", 0}, {"text", piece}, {"finish_reason", nullptr}}})}};
+      return !c.write_chunk(sse(chunk));
+    };
+  }
+  const Outcome out = generate(p, tokens, emit);
+  prompt_tokens_ += uint64_t(out.prompt_tokens);
+  predicted_ += uint64_t(out.completion_tokens);
+  predicted_us_ += uint64_t(out.seconds * 1e6);
+  if (out.aborted) return false;  // the client is gone: the slot is free again at once
+  const json usage = {{"prompt_tokens", out.prompt_tokens},
+                      {"completion_tokens", out.completion_tokens},
+                      {"total_tokens", out.prompt_tokens + out.completion_tokens}};
+  json final;
+  if (native) {
+    final = {{"content", streaming ? "" : out.text},
+             {"stop", true},
+             {"model", model_name_},
+             {"tokens_predicted", out.completion_tokens},
+             {"tokens_evaluated", out.prompt_tokens},
+             {"stopped_eos", out.finish == "stop" && out.stopped_by.empty()},
+             {"stopped_word", !out.stopped_by.empty()},
+             {"stopped_limit", out.finish == "length"},
+             {"stopping_word", out.stopped_by},
+             {"usage", usage}};
+  } else if (streaming) {
+    json choice = {{"index", 0}, {"finish_reason", out.finish}};
+    if (chat) choice["delta"] = json::object();
+    else choice["text"] = "";
+    final = {{"id", id}, {"object", chat ? "chat.completion.chunk" : "text_completion"}, {"created", created},
+             {"model", model_name_}, {"choices", json::array({choice})}, {"usage", usage}};
+  } else {
+    json choice = {{"index", 0}, {"finish_reason", out.finish}};
+    if (chat) choice["message"] = {{"role", "assistant"}, {"content", out.text}};
+    else {
+      choice["text"] = out.text;
+      choice["logprobs"] = nullptr;
+    }
+    final = {{"id", id}, {"object", object}, {"created", created}, {"model", model_name_},
+             {"choices", json::array({choice})}, {"usage", usage}};
+  }
+  if (!streaming) return respond(c, req, 200, final.dump());
+  if (c.write_chunk(sse(final))) return false;
+  if (!native && c.write_chunk("data: [DONE]\n\n")) return false;
+  c.write_chunk("");
+  return false;
+}
+
+std::string Server::metrics() const {
+  std::string m;
+  const auto metric = [&](const char* name, const char* type, const char* help, double v) {
+    char line[256];
+    std::snprintf(line, sizeof line, "# HELP bareflow_%s %s\n# TYPE bareflow_%s %s\nbareflow_%s %.17g\n", name, help, name,
+                  type, name, v);
+    m += line;
+  };
+  const double secs = double(predicted_us_.load()) / 1e6;
+  metric("requests_total", "counter", "HTTP requests answered.", double(requests_.load()));
+  metric("errors_total", "counter", "Requests answered with a 4xx or 5xx status.", double(errors_.load()));
+  metric("prompt_tokens_total", "counter", "Prompt tokens processed.", double(prompt_tokens_.load()));
+  metric("tokens_predicted_total", "counter", "Tokens generated.", double(predicted_.load()));
+  metric("tokens_predicted_seconds_total", "counter", "Seconds spent generating.", secs);
+  metric("predicted_tokens_seconds", "gauge", "Average generation throughput (tokens/s).",
+         secs > 0 ? double(predicted_.load()) / secs : 0);
+  metric("requests_processing", "gauge", "Requests being generated.", double(busy_.load()));
+  metric("requests_deferred", "gauge", "Requests waiting for the slot.", double(waiting_.load()));
+  metric("slots_total", "gauge", "Generation slots.", 1);
+  return m;
+}
+
+bool Server::handle(Connection& c, const http::request<http::string_body>& req) {
+  requests_++;
+  std::string target(req.target());
+  const std::string route = target.substr(0, target.find('?'));
+  struct Route {
+    const char* path;
+    http::verb verb;
+  };
+  static const Route routes[] = {{"/health", http::verb::get},         {"/v1/models", http::verb::get},
+                                 {"/metrics", http::verb::get},        {"/completion", http::verb::post},
+                                 {"/v1/completions", http::verb::post}, {"/v1/chat/completions", http::verb::post}};
+  const Route* r = nullptr;
+  for (const Route& x : routes)
+    if (route == x.path) r = &x;
+  try {
+    if (!r) throw HttpError{404, "no route " + route};
+    if (req.method() != r->verb)
+      throw HttpError{405, std::string(req.method_string()) + " is not allowed on " + route + " (only " +
+                               std::string(http::to_string(r->verb)) + ")"};
+    if (route == "/health")
+      return ready_ ? respond(c, req, 200, R"({"status":"ok"})") : respond(c, req, 503, R"({"status":"loading model"})");
+    if (!o_.api_key.empty() && req[http::field::authorization] != "Bearer " + o_.api_key)
+      throw HttpError{401, "a valid API key is needed: Authorization: Bearer KEY"};
+    if (!ready_) throw HttpError{503, "the model is loading"};
+    if (route == "/v1/models")
+      return respond(c, req, 200,
+                     json{{"object", "list"},
+                          {"data", json::array({{{"id", model_name_}, {"object", "model"}, {"created", 0},
+                                                 {"owned_by", "bareflow"}}})}}
+                         .dump());
+    if (route == "/metrics") return respond(c, req, 200, metrics(), "text/plain; version=0.0.4");
+    return completion(c, req, route);
+  } catch (const HttpError& e) {
+    return respond(c, req, e.status, error_body(e.status, e.message).dump());
+  }
+}
+
+void Server::serve_connection(std::shared_ptr<net::io_context> ioc, tcp::socket socket) {
+  Connection c(std::move(ioc), std::move(socket), o_.timeout_s);
+  for (;;) {
+    http::request_parser<http::string_body> parser;
+    parser.body_limit(o_.max_body);
+    parser.header_limit(16 * 1024);
+    const beast::error_code ec = c.read(parser);
+    if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == net::error::connection_reset ||
+        ec == net::error::eof)
+      break;
+    if (ec) {
+      // Not HTTP, or over a limit: one error response, then the connection goes.
+      const int status = ec == http::error::body_limit ? 413 : ec == http::error::header_limit ? 431 : 400;
+      http::request<http::string_body> req{http::verb::get, "/", 11};
+      req.keep_alive(false);
+      errors_++;
+      respond(c, req, status, error_body(status, "bad request: " + ec.message()).dump());
+      break;
+    }
+    if (!handle(c, parser.get())) break;
+  }
+  c.close();
+}
+
+int Server::run() {
+  net::io_context ioc;
+  tcp::acceptor acceptor(ioc);
+  beast::error_code ec;
+  const net::ip::address address = net::ip::make_address(o_.host, ec);
+  if (ec) fail("--host", "'" + o_.host + "' is not an IP address");
+  const tcp::endpoint at(address, uint16_t(o_.port));
+  acceptor.open(at.protocol(), ec);
+  if (!ec) acceptor.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor.bind(at, ec);
+  if (!ec) acceptor.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) fail("--port", o_.host + ":" + std::to_string(o_.port) + ": " + ec.message());
+  std::fprintf(stderr, "bareflow: serve: listening on http://%s:%u (loading %s)\n", o_.host.c_str(),
+               unsigned(acceptor.local_endpoint().port()), o_.model_path.c_str());
+  std::fflush(stderr);
+  std::thread(&Server::load, this).detach();
+  for (;;) {
+    auto conn_ioc = std::make_shared<net::io_context>();
+    tcp::socket socket(*conn_ioc);
+    acceptor.accept(socket, ec);
+    if (ec) continue;
+    if (connections_.fetch_add(1) >= o_.max_connections) {
+      connections_--;
+      errors_++;
+      const std::string body = error_body(503, "too many connections").dump();
+      const std::string res = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                              "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+      socket.non_blocking(true, ec);
+      socket.write_some(net::buffer(res), ec);
+      continue;
+    }
+    std::thread([this, conn_ioc, s = std::move(socket)]() mutable {
+      serve_connection(conn_ioc, std::move(s));
+      connections_--;
+    }).detach();
+  }
+}
+
+}  // namespace
+
+int run(const Options& o) {
+  static Server server(o);  // outlives the detached connection threads
+  return server.run();
+}
+
+}  // namespace bf::serve

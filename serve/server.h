@@ -1,0 +1,36 @@
+// bareflow serve: llama-server's HTTP API (OpenAI-compatible completions and chat, streamed as
+// server-sent events) over one model. HTTP is Boost.Beast's (a maintained parser, header-only, so
+// it links into the static executable); JSON is nlohmann-json's. See docs/SERVE.md.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "jit/options.h"
+#include "kernels/dispatch.h"
+#include "serve/chat_template.h"
+
+namespace bf::serve {
+
+struct Options {
+  std::string model_path, tokenizer_path;  // tokenizer "" : the model's own, or the one beside it
+  std::string host = "127.0.0.1";
+  int port = 8080;      // 0: any free port (the one taken is printed)
+  std::string api_key;  // "": no key needed; else "Authorization: Bearer KEY" on every route but /health
+  int threads = 1;
+  Isa isa = Isa::Scalar;
+  bool prefill = true;
+  jit::Options jit;
+  bool chat_template_given = false;
+  ChatTemplate chat_template = ChatTemplate::Plain;
+  int queue = 16;             // requests waiting for the slot behind the running one; more get 503
+  int max_connections = 256;  // open connections; more are answered 503 and closed
+  size_t max_body = 1 << 20;  // request bodies above it get 413
+  int timeout_s = 30;         // reading a request, writing a response chunk: slower clients are dropped
+};
+
+// Listens, then loads the model (/health says 503 until it is loaded) and serves until killed.
+// Throws bf::Error for a bad address, a port in use, or a model that does not load.
+int run(const Options& o);
+
+}  // namespace bf::serve
