@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """check_layers.py SOURCE_DIR [--nm NM --lib LAYER=ARCHIVE ...]: the folder layering rule.
 
-The layers, from the bottom: kernels, engine, profile, native, jit, state, bench, cli. A folder may use only
+The layers, from the bottom: kernels, engine, profile, native, jit, state, bench, serve, cli. A folder may use only
 the folders below it; tests/ (the whole-product tests) may use every layer; kernel/ (the unikernel)
 stands alone: it uses nothing outside kernel/ and nothing uses it but cli/'s `bareflow boot`, through
 the host launcher's header (KERNEL_DOOR). Since the order is total, a cycle
@@ -22,7 +22,7 @@ import re
 import subprocess
 import sys
 
-LAYERS = ["kernels", "engine", "profile", "native", "jit", "state", "bench", "cli"]
+LAYERS = ["kernels", "engine", "profile", "native", "jit", "state", "bench", "serve", "cli"]
 TOP = "tests"
 ALONE = "kernel"
 NOT_CODE = {"docs", "scripts"}
