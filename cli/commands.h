@@ -11,6 +11,7 @@ int cmd_boot(int argc, char** argv);  // cli/boot.cpp (kernel/README.md)
 int cmd_state(int argc, char** argv);  // cli/state.cpp (docs/STATE.md)
 int cmd_export(int argc, char** argv);  // cli/export.cpp (docs/SHRINK.md)
 int cmd_serve(int argc, char** argv);   // cli/serve.cpp (docs/SERVE.md)
+int cmd_chat(int argc, char** argv);    // cli/chat.cpp (docs/SERVE.md)
 int cmd_coverage(int argc, char** argv);  // cli/coverage.cpp (docs/SHRINK.md)
 
 }  // namespace bf::cli

@@ -22,6 +22,7 @@ const Command kCommands[] = {
     {"bench", bf::cli::cmd_bench, "decode/prefill tok/s on synthetic models vs the measured memory roofline"},
     {"boot", bf::cli::cmd_boot, "boot the BareFlow unikernel under QEMU and run bareflow ARGS inside it"},
     {"state", bf::cli::cmd_state, "the persistent store: show, verify, clear, report"},
+    {"chat", bf::cli::cmd_chat, "a conversation in the terminal, one user turn per line"},
     {"serve", bf::cli::cmd_serve, "llama-server's HTTP API (OpenAI-compatible completions and chat) over one model"},
     {"export", bf::cli::cmd_export, "the converged code for one model and CPU as a small executable without LLVM"},
     {"coverage", bf::cli::cmd_coverage, "run a bareflow command with a breakpoint per function: which functions ran"},

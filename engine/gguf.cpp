@@ -270,6 +270,7 @@ void read_vocab(Gguf& g, Reader& r) {
   };
   vocab->bos = id("tokenizer.ggml.bos_token_id", 1);
   vocab->eos = id("tokenizer.ggml.eos_token_id", 2);
+  if (auto t = g.string("tokenizer.chat_template")) vocab->chat_template = std::string(*t);
   const Value* scores = nullptr;
   if (auto it = g.kv.find("tokenizer.ggml.scores"); it != g.kv.end()) {
     scores = &it->second;

@@ -48,6 +48,7 @@ struct EmbeddedVocab {
   std::vector<std::string> pieces;
   std::vector<float> scores;
   int bos = 1, eos = 2;
+  std::string chat_template;  // tokenizer.chat_template (Jinja text), "" when absent
 };
 
 enum class ModelFormat : uint8_t { Llama2cV0, Llama2cV1, Llama2cV2, Gguf };

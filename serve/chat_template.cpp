@@ -1,5 +1,7 @@
 #include "serve/chat_template.h"
 
+#include <algorithm>
+
 #include "engine/error.h"
 
 namespace bf::serve {
@@ -18,6 +20,27 @@ const char* chat_template_name(ChatTemplate t) {
     case ChatTemplate::ChatMl: return "chatml";
   }
   return "?";
+}
+
+ChatTemplate recognize_chat_template(const std::string& jinja) {
+  if (jinja.empty()) return ChatTemplate::Plain;
+  if (jinja.find("<|im_start|>") != std::string::npos) return ChatTemplate::ChatMl;
+  if (jinja.find("<|user|>") != std::string::npos && jinja.find("<|assistant|>") != std::string::npos)
+    return ChatTemplate::Zephyr;
+  if (jinja.find("[INST]") != std::string::npos) return ChatTemplate::Llama2;
+  const std::string first = jinja.substr(0, std::min<size_t>(jinja.find('\n'), 60));
+  fail("chat template", "the model's tokenizer.chat_template is not one of llama2, zephyr, chatml ('" + first +
+                            "...'); give --chat-template");
+}
+
+std::vector<std::string> chat_stops(ChatTemplate t) {
+  switch (t) {
+    case ChatTemplate::Plain: return {"\nUser:", "\nSystem:"};
+    case ChatTemplate::Llama2: return {"[INST]", "</s>"};
+    case ChatTemplate::Zephyr: return {"</s>", "<|user|>"};
+    case ChatTemplate::ChatMl: return {"<|im_end|>", "<|im_start|>"};
+  }
+  return {};
 }
 
 std::string format_chat(ChatTemplate t, const std::vector<ChatMessage>& messages) {

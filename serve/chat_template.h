@@ -19,6 +19,14 @@ struct ChatMessage {
 ChatTemplate parse_chat_template(const std::string& flag, const std::string& name);
 const char* chat_template_name(ChatTemplate t);
 
+// The family of a GGUF's tokenizer.chat_template (Jinja text), by the markers each family's
+// template writes (as llama.cpp recognizes them: no Jinja engine); "" gives Plain. Throws bf::Error
+// naming the template's first line when none is recognized.
+ChatTemplate recognize_chat_template(const std::string& jinja);
+// The strings that end the assistant's turn in the template's text (after which the model would
+// write the next turn): the end of a reply.
+std::vector<std::string> chat_stops(ChatTemplate t);
+
 // The prompt: every message in order, then the assistant's turn opened for the model to write.
 // The BOS token is the tokenizer's (encoded with bos), not part of the text.
 std::string format_chat(ChatTemplate t, const std::vector<ChatMessage>& messages);

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/write.hpp>
@@ -24,6 +25,7 @@
 #include "engine/tokenizer.h"
 #include "engine/transformer.h"
 #include "jit/attach.h"
+#include "serve/completion.h"
 
 namespace bf::serve {
 namespace {
@@ -49,17 +51,7 @@ json error_body(int status, const std::string& message) {
   return {{"error", {{"message", message}, {"type", type}, {"code", status}}}};
 }
 
-// What a completion asks for, checked: every field optional, every type and range enforced.
-struct Params {
-  std::string prompt;
-  int64_t max_tokens = -1;  // -1: until the context ends
-  float temperature = 1.0f, top_p = 0.9f;  // bareflow generate's (run.c's) defaults
-  uint64_t seed = 0;
-  bool seed_given = false, stream = false;
-  std::vector<std::string> stop;
-};
-
-void read_params(const json& body, const char* max_key, Params& p) {
+void read_params(const json& body, const char* max_key, Sampling& p) {
   if (auto it = body.find(max_key); it != body.end()) {
     if (!it->is_number_integer()) throw HttpError{400, std::string("'") + max_key + "' must be an integer"};
     p.max_tokens = it->get<int64_t>();
@@ -96,16 +88,6 @@ void read_params(const json& body, const char* max_key, Params& p) {
     }
   }
 }
-
-// How a generation ended.
-struct Outcome {
-  std::string text;
-  int prompt_tokens = 0, completion_tokens = 0;
-  std::string finish = "length";  // "length", "stop" (end of text or a stop string)
-  std::string stopped_by;         // the stop string, if one
-  bool aborted = false;           // the client went away
-  double seconds = 0;             // decoding
-};
 
 std::string sse(const json& j) { return "data: " + j.dump() + "\n\n"; }
 
@@ -168,7 +150,6 @@ class Server {
   bool respond(Connection& c, const http::request<http::string_body>& req, int status, const std::string& body,
                const char* type = "application/json");
   bool completion(Connection& c, const http::request<http::string_body>& req, const std::string& route);
-  Outcome generate(const Params& p, const std::vector<int>& tokens, const std::function<bool(const std::string&)>& emit);
   std::string metrics() const;
 
   const Options& o_;
@@ -178,6 +159,7 @@ class Server {
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<Transformer> transformer_;
   std::unique_ptr<jit::Session> jit_;
+  ChatTemplate template_ = ChatTemplate::Plain;
   std::mutex slot_;  // the one slot: the transformer and its KV cache
   std::atomic<int> waiting_{0}, busy_{0}, connections_{0};
   std::atomic<uint64_t> requests_{0}, errors_{0}, prompt_tokens_{0}, predicted_{0}, predicted_us_{0}, next_id_{1};
@@ -192,6 +174,8 @@ void Server::load() {
                                                  : Tokenizer::from_file(o_.tokenizer_path, c.vocab_size));
     transformer_ = std::make_unique<Transformer>(*model_, kernels_for(o_.isa), o_.threads, c.seq_len);
     jit_ = jit::attach(*transformer_, o_.jit);
+    template_ = o_.chat_template_given || !model_->vocab ? o_.chat_template
+                                                          : recognize_chat_template(model_->vocab->chat_template);
     model_name_ = o_.model_path.substr(o_.model_path.rfind('/') + 1);
   } catch (const Error& e) {
     std::fprintf(stderr, "bareflow: %s\n", e.what());
@@ -200,67 +184,6 @@ void Server::load() {
   }
   ready_ = true;
   std::fprintf(stderr, "bareflow: serve: %s loaded\n", model_name_.c_str());
-}
-
-Outcome Server::generate(const Params& p, const std::vector<int>& tokens,
-                         const std::function<bool(const std::string&)>& emit) {
-  // bareflow generate's loop (cli/run.cpp), the prompt's own pieces not emitted: so that the same
-  // prompt, sampling flags and seed give generate's text after the prompt.
-  Outcome out;
-  const Config& c = model_->config;
-  const int n_prompt = int(tokens.size());
-  out.prompt_tokens = n_prompt;
-  const int64_t room = int64_t(c.seq_len) - n_prompt + 1;  // tokens the context still has room for
-  const int64_t want = p.max_tokens < 0 ? room : std::min<int64_t>(p.max_tokens, room);
-  const int steps = int(n_prompt - 1 + want);
-  uint64_t seed = p.seed;
-  if (!p.seed_given) seed = std::random_device{}() | 1;  // run.c: 0 means "from the clock"
-  Sampler sampler(c.vocab_size, p.temperature, p.top_p, seed == 0 ? 1 : seed);
-  const int batch = o_.prefill ? std::min(steps, n_prompt - 1) : 0;
-  const Clock::time_point start = Clock::now();
-  if (batch > 0) transformer_->prefill(tokens.data(), batch, 0);
-  int token = tokens[0];
-  size_t emitted = 0;  // bytes of out.text handed to emit
-  for (int pos = 0; pos < steps;) {
-    float* logits = pos < batch ? nullptr : transformer_->forward(token, pos);
-    const int next = pos + 1 < n_prompt ? tokens[size_t(pos) + 1] : sampler.sample(logits);
-    pos++;
-    if (next == tokenizer_->bos() || (model_->vocab && next == tokenizer_->eos())) {
-      out.finish = "stop";
-      break;
-    }
-    const std::string piece = tokenizer_->decode(token, next);
-    token = next;
-    if (pos < n_prompt) continue;  // a prompt token
-    out.completion_tokens++;
-    out.text += piece;
-    // A stop string ends the text before it; text that may be the start of one is held back.
-    size_t hold = 0;
-    for (const std::string& s : p.stop) {
-      if (const size_t at = out.text.find(s, emitted > s.size() ? emitted - s.size() : 0); at != std::string::npos) {
-        out.text.resize(at);
-        out.finish = "stop";
-        out.stopped_by = s;
-        break;
-      }
-      for (size_t k = std::min(s.size() - 1, out.text.size()); k > hold; k--)
-        if (out.text.compare(out.text.size() - k, k, s, 0, k) == 0) {
-          hold = k;
-          break;
-        }
-    }
-    if (!out.stopped_by.empty()) break;
-    if (out.text.size() - hold > emitted) {
-      if (!emit(out.text.substr(emitted, out.text.size() - hold - emitted))) {
-        out.aborted = true;
-        break;
-      }
-      emitted = out.text.size() - hold;
-    }
-  }
-  if (!out.aborted && out.text.size() > emitted) out.aborted = !emit(out.text.substr(emitted));
-  out.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  return out;
 }
 
 bool Server::respond(Connection& c, const http::request<http::string_body>& req, int status, const std::string& body,
@@ -279,7 +202,7 @@ bool Server::completion(Connection& c, const http::request<http::string_body>& r
   const json body = json::parse(req.body(), nullptr, false);
   if (body.is_discarded() || !body.is_object()) throw HttpError{400, "the body is not a JSON object"};
   const bool chat = route == "/v1/chat/completions", native = route == "/completion";
-  Params p;
+  Sampling p;
   if (native) p.max_tokens = -1;
   else if (!chat) p.max_tokens = 16;  // OpenAI's default for completions
   read_params(body, native ? "n_predict" : "max_tokens", p);
@@ -296,7 +219,10 @@ bool Server::completion(Connection& c, const http::request<http::string_body>& r
         throw HttpError{400, "a message's role must be system, user or assistant, not '" + role + "'"};
       messages.push_back({role, m["content"]});
     }
-    p.prompt = format_chat(o_.chat_template, messages);
+    p.prompt = format_chat(template_, messages);
+    // The end of the assistant's turn ends the reply (up to 4 stop strings in all).
+    for (const std::string& s : chat_stops(template_))
+      if (p.stop.size() < 4 && std::find(p.stop.begin(), p.stop.end(), s) == p.stop.end()) p.stop.push_back(s);
   } else {
     auto it = body.find("prompt");
     if (it == body.end()) throw HttpError{400, "'prompt' is missing"};
@@ -351,7 +277,7 @@ bool Server::completion(Connection& c, const http::request<http::string_body>& r
       return !c.write_chunk(sse(chunk));
     };
   }
-  const Outcome out = generate(p, tokens, emit);
+  const Outcome out = complete(*transformer_, *model_, *tokenizer_, tokens, p, o_.prefill, emit);
   prompt_tokens_ += uint64_t(out.prompt_tokens);
   predicted_ += uint64_t(out.completion_tokens);
   predicted_us_ += uint64_t(out.seconds * 1e6);

@@ -123,6 +123,22 @@ check("streamed /completion ends with stop: true", last["stop"] is True and last
 check("streamed /completion == generate's text", PROMPT + streamed + "\n" ==
       generate("-t", "0", "-n", str(last["tokens_evaluated"] + 20 - 1), "-i", PROMPT), streamed)
 
+# bareflow chat: each reply is the server's chat completion of the same conversation.
+r1 = request(port, "POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "A story?"}],
+                                                    "max_tokens": 30, "temperature": 0})[1]["choices"][0]["message"]["content"]
+r2 = request(port, "POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "A story?"},
+                                                                 {"role": "assistant", "content": r1},
+                                                                 {"role": "user", "content": "More?"}],
+                                                    "max_tokens": 30, "temperature": 0})[1]["choices"][0]["message"]["content"]
+r = subprocess.run([BAREFLOW, "chat", MODEL, "-z", TOK, "-t", "0", "-n", "30"], input="A story?\nMore?\n",
+                   capture_output=True, text=True, timeout=120)
+check("bareflow chat: two turns, the server's replies to the same history", r.returncode == 0 and
+      r.stdout == r1 + "\n" + r2 + "\n", (r.stdout, r1, r2, r.stderr))
+r = subprocess.run([BAREFLOW, "chat", MODEL, "-z", TOK, "-t", "0", "-n", "30"], input="word " * 700 + "\nHi\n",
+                   capture_output=True, text=True, timeout=120)
+check("bareflow chat: a line too long for the context is skipped with a note", r.returncode == 0 and
+      "does not leave room for a reply" in r.stderr and r.stdout.count("\n") >= 1, (r.stdout, r.stderr))
+
 # A stop string: the text ends before it.
 st, body = request(port, "POST", "/v1/completions", {"prompt": PROMPT, "max_tokens": 60, "temperature": 0, "stop": ["Lily"]})
 t = body["choices"][0]["text"]
