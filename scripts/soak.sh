@@ -10,7 +10,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build=${SOAK_BUILD:-$root/build}
 out=$build/soak
 mkdir -p "$out"
-PARTS="kernel-syscalls kernel-syscalls-lowmem state-crashes disk-kills"
+PARTS="kernel-syscalls kernel-syscalls-lowmem state-crashes disk-kills serve-load"
 
 # The unikernel system-call fuzzer (kernel/tests/guest/syscall_fuzz.c): SOAK_CALLS calls split
 # evenly over SOAK_SEEDS, SOAK_JOBS machines at a time, each bounded by a timeout.
@@ -87,6 +87,13 @@ part_disk_kills() {
     "$build/bareflow" "$root/../shared/models"
 }
 
+# bareflow serve under SOAK_SERVE_SECONDS (default 300) of 32 clients mixing valid, bad, oversized,
+# slow and abandoned requests (tests/serve_load.py): every answer expected, no leak, same text.
+part_serve_load() {
+  timed_part "$1" "serve-load:" python3 "$root/tests/serve_load.py" "$build/bareflow" "$root/../shared/models" \
+    "${SOAK_SERVE_SECONDS:-300}" 32
+}
+
 status=0
 for p in ${@:-$PARTS}; do
   case $p in
@@ -95,6 +102,7 @@ for p in ${@:-$PARTS}; do
       SOAK_CALLS=${SOAK_LOWMEM_CALLS:-200000} SOAK_SEEDS="2001 2002" SOAK_MEM=56 part_kernel_syscalls "$p" || status=1 ;;
     state-crashes) part_state_crashes "$p" || status=1 ;;
     disk-kills) part_disk_kills "$p" || status=1 ;;
+    serve-load) part_serve_load "$p" || status=1 ;;
     *) echo "soak: unknown part $p (parts: $PARTS)"; status=1 ;;
   esac
 done
