@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -97,6 +98,15 @@ want = generate("-t", "0", "-n", str(usage["prompt_tokens"] + 40 - 1), "-i", PRO
 check("greedy completion == bareflow generate's text", want == PROMPT + text + "\n", (want, text))
 check("usage counts the tokens", usage["completion_tokens"] == 40 and
       usage["total_tokens"] == usage["prompt_tokens"] + 40 and body["choices"][0]["finish_reason"] == "length", usage)
+
+# curl, the client people type: the same completion.
+if shutil.which("curl"):
+    r = subprocess.run(["curl", "-s", f"http://127.0.0.1:{port}/v1/completions", "-d",
+                        json.dumps({"prompt": PROMPT, "max_tokens": 40, "temperature": 0})],
+                       capture_output=True, text=True, timeout=60)
+    check("curl: the same completion", r.returncode == 0 and json.loads(r.stdout)["choices"][0]["text"] == text, r.stdout)
+else:
+    print("SKIP curl: not installed")
 
 # Seeded sampling on the native route: generate's -t/-p/-s give the same text.
 st, body = request(port, "POST", "/completion", {"prompt": PROMPT, "n_predict": 30, "temperature": 0.8, "top_p": 0.9,
