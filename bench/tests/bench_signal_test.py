@@ -58,7 +58,7 @@ def main():
 
     with tempfile.TemporaryDirectory(prefix="bf-synth-bad-") as d:
         out = os.path.join(d, "m.gguf")
-        for args, fragment in [(["stories15M", "q5_k"], "type: 'q5_k' is not one of f32, f16, q8_0, q4_0"),
+        for args, fragment in [(["stories15M", "q5_k"], "format: 'q5_k' is not one of f32, f16, q8_0, q4_0, llama2c-v0, llama2c-v2"),
                                (["stories7B", "f32"], "shape: unknown model shape 'stories7B'")]:
             r = subprocess.run([SYNTH, out] + args, capture_output=True, timeout=30)
             lines = r.stderr.decode(errors="replace").splitlines()

@@ -31,7 +31,12 @@ int main(int argc, char** argv) {
       if (argc == 6) bf::fail("--vocab", "llama2.c checkpoints keep the tokenizer in its own file");
       n = bf::bench::write_synthetic_llama2c(tmp.path(), shape, format == "llama2c-v0" ? 0 : 2, 1);
     } else {
-      const bf::DType type = bf::bench::find_format("format", format);
+      bf::DType type;
+      try {
+        type = bf::bench::find_format("format", format);
+      } catch (const bf::Error&) {
+        bf::fail("format", "'" + format + "' is not one of f32, f16, q8_0, q4_0, llama2c-v0, llama2c-v2");
+      }
       bf::bench::Vocab vocab;
       if (argc == 6) vocab = bf::bench::read_llama2c_vocab(argv[5], shape.vocab_size);
       n = bf::bench::write_synthetic_gguf(tmp.path(), shape, type, 1, argc == 6 ? &vocab : nullptr);
