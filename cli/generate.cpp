@@ -168,17 +168,17 @@ bool parse_flags(int argc, char** argv, Flags& g) {
   return true;
 }
 
-// The store named by the flags, opened (created) for this run; null with --no-state or when no
-// path is known. A store that cannot be used is refused with one line, as any bad input.
-std::unique_ptr<state::Store> open_state(const Flags& g) {
-  if (!g.use_state || g.state_path.empty()) return nullptr;
-  state::Options o{.max_bytes = g.state_max, .fault = state::fault_plan_from_env()};
+}  // namespace
+
+std::unique_ptr<state::Store> open_store(const std::string& path, bool named, uint64_t max_bytes) {
+  if (path.empty()) return nullptr;
+  state::Options o{.max_bytes = max_bytes, .fault = state::fault_plan_from_env()};
   std::unique_ptr<state::Store> s;
   try {
-    state::make_parent_dirs(g.state_path);
-    s = std::make_unique<state::Store>(state::Store::open(g.state_path, o));
+    state::make_parent_dirs(path);
+    s = std::make_unique<state::Store>(state::Store::open(path, o));
   } catch (const Error& e) {
-    if (g.state_named) throw;
+    if (named) throw;
     std::fprintf(stderr, "bareflow: note: running without a store: %s (--state FILE names another)\n",
                  e.message.c_str());
     return nullptr;
@@ -186,9 +186,6 @@ std::unique_ptr<state::Store> open_state(const Flags& g) {
   for (const std::string& p : s->problems()) std::fprintf(stderr, "bareflow: state: %s\n", p.c_str());
   return s;
 }
-
-
-}  // namespace
 
 int cmd_generate(int argc, char** argv) {
   const Clock::time_point run_start = Clock::now();
@@ -217,7 +214,7 @@ int cmd_generate(int argc, char** argv) {
     profiler = std::make_unique<prof::SiteProfiler>();
     transformer.set_matvec_observer(profiler.get());
   }
-  const std::unique_ptr<state::Store> store = open_state(g);
+  const std::unique_ptr<state::Store> store = g.use_state ? open_store(g.state_path, g.state_named, g.state_max) : nullptr;
   std::unique_ptr<state::ModelStore> model_store;
   if (store) {
     model_store = std::make_unique<state::ModelStore>(*store, state::model_identity(*model), stderr);

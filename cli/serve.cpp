@@ -1,5 +1,7 @@
 // bareflow serve: the HTTP API of serve/server.h over one model; this file is its command line.
 #include <cstdio>
+#include <cstdlib>
+#include <memory>
 #include <string>
 
 #include "cli/args.h"
@@ -9,6 +11,8 @@
 #include "cli/run.h"
 #include "engine/model.h"
 #include "serve/server.h"
+#include "state/records.h"
+#include "state/store.h"
 
 namespace bf::cli {
 namespace {
@@ -26,12 +30,16 @@ const char kUsage[] =
     "  --chat-template NAME     plain (default), llama2, zephyr or chatml\n"
     "  --queue N                requests that may wait for the slot (default 16); more get 503\n"
     "  --timeout SEC            per read of a request and per write of a response (default 30)\n"
+    "  --state FILE, --no-state the persistent store, as for generate: a warm start from it, and the\n"
+    "                           run recorded into it when SIGINT or SIGTERM stops the server\n"
     "  -T, --threads N          threads (default: online cores); --isa ISA; --no-prefill\n";
 
 }  // namespace
 
 int cmd_serve(int argc, char** argv) {
   serve::Options o;
+  std::string state_path = state::default_state_path();
+  bool state_named = std::getenv("BAREFLOW_STATE") && *std::getenv("BAREFLOW_STATE"), use_state = true;
   o.threads = ThreadPool::default_threads();
   o.isa = best_isa();
   Args a{argc, argv};
@@ -65,7 +73,13 @@ int cmd_serve(int argc, char** argv) {
       o.isa = parse_isa("--isa", f == "--isa" ? a.value(f) : f.substr(6));
     } else if (f == "--no-prefill") {
       o.prefill = false;
+    } else if (f == "--state") {
+      state_path = a.value(f);
+      use_state = state_named = true;
+    } else if (f == "--no-state") {
+      use_state = false;
     } else if (parse_jit_flag(f, a, &o.jit)) {
+      if (f == "--jit" || f.rfind("--jit=", 0) == 0) o.jit_given = true;
       continue;
     } else if (!f.empty() && f[0] != '-' && o.model_path.empty()) {
       o.model_path = f;
@@ -77,6 +91,9 @@ int cmd_serve(int argc, char** argv) {
   // The tokenizer is settled now, from the model's header, so that a missing one is an error before
   // the server listens (the model itself loads while it does).
   if (o.tokenizer_path.empty()) o.tokenizer_path = tokenizer_file(*load_model(o.model_path), "");
+  const std::unique_ptr<state::Store> store =
+      use_state ? open_store(state_path, state_named, state::Options{}.max_bytes) : nullptr;
+  o.store = store.get();
   return serve::run(o);
 }
 

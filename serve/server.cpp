@@ -1,5 +1,6 @@
 #include "serve/server.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -25,6 +26,9 @@
 #include "engine/tokenizer.h"
 #include "engine/transformer.h"
 #include "jit/attach.h"
+#include "native/cpu_features.h"
+#include "state/model_store.h"
+#include "state/store.h"
 #include "serve/completion.h"
 
 namespace bf::serve {
@@ -158,8 +162,12 @@ class Server {
   std::unique_ptr<Model> model_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<Transformer> transformer_;
+  std::unique_ptr<state::ModelStore> model_store_;
+  jit::Options jit_options_;  // o_.jit, with the store's cache and policy
   std::unique_ptr<jit::Session> jit_;
   ChatTemplate template_ = ChatTemplate::Plain;
+  // Waits for SIGINT/SIGTERM (blocked in every thread), then stops: the run goes into the store.
+  void stop_on_signal(sigset_t signals);
   std::mutex slot_;  // the one slot: the transformer and its KV cache
   std::atomic<int> waiting_{0}, busy_{0}, connections_{0};
   std::atomic<uint64_t> requests_{0}, errors_{0}, prompt_tokens_{0}, predicted_{0}, predicted_us_{0}, next_id_{1};
@@ -173,7 +181,13 @@ void Server::load() {
                                                  ? Tokenizer::from_vocab(*model_->vocab, o_.model_path)
                                                  : Tokenizer::from_file(o_.tokenizer_path, c.vocab_size));
     transformer_ = std::make_unique<Transformer>(*model_, kernels_for(o_.isa), o_.threads, c.seq_len);
-    jit_ = jit::attach(*transformer_, o_.jit);
+    jit_options_ = o_.jit;
+    if (o_.store) {
+      model_store_ = std::make_unique<state::ModelStore>(*o_.store, state::model_identity(*model_), stderr);
+      if (!o_.jit_given && jit::available()) jit_options_.policy = jit::Policy::Tiered;
+      jit_options_.cache = model_store_.get();
+    }
+    jit_ = jit::attach(*transformer_, jit_options_);
     template_ = o_.chat_template_given || !model_->vocab ? o_.chat_template
                                                           : recognize_chat_template(model_->vocab->chat_template);
     model_name_ = o_.model_path.substr(o_.model_path.rfind('/') + 1);
@@ -403,7 +417,42 @@ void Server::serve_connection(std::shared_ptr<net::io_context> ioc, tcp::socket 
   c.close();
 }
 
+void Server::stop_on_signal(sigset_t signals) {
+  int sig = 0;
+  sigwait(&signals, &sig);
+  std::lock_guard<std::mutex> slot(slot_);  // the running generation ends first
+  if (ready_ && jit_) jit_->finish(stderr);
+  if (ready_ && model_store_) {
+    const double secs = double(predicted_us_.load()) / 1e6;
+    state::RunRecord r{.compiles = jit_ ? jit_->compiles() : 0,
+                       .loaded = jit_ ? jit_->loaded() : 0,
+                       .time_to_first_token_s = 0,
+                       .time_to_top_tier_s = jit_ ? jit_->time_to_top_s() : -1,
+                       .decode_tok_s = secs > 0 ? double(predicted_.load()) / secs : 0,
+                       .compile_ms = jit_ ? jit_->compile_ms() : 0};
+    const std::string cpu = jit_ ? jit_->target() : "";
+    try {
+      r = model_store_->record(jit_ ? jit_->outcomes() : std::vector<jit::UnitOutcome>{}, r, model_name_, cpu,
+                               cpu.empty() ? "" : native::format_cpu_features(native::host_cpu_features()));
+      std::fprintf(stderr, "bareflow: serve: state: %s: run %" PRIu64 ", %" PRIu64 " compiles, %" PRIu64 " loaded%s\n",
+                   o_.store->path().c_str(), r.run, r.compiles, r.loaded, r.converged ? ", converged" : "");
+    } catch (const Error& e) {
+      std::fprintf(stderr, "bareflow: serve: state not recorded: %s\n", e.what());
+    }
+  }
+  std::fprintf(stderr, "bareflow: serve: stopped by %s\n", strsignal(sig));
+  std::fflush(stderr);
+  _exit(0);
+}
+
 int Server::run() {
+  // SIGINT and SIGTERM are taken by one thread (every thread started from here blocks them).
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::thread(&Server::stop_on_signal, this, signals).detach();
   net::io_context ioc;
   tcp::acceptor acceptor(ioc);
   beast::error_code ec;

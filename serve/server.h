@@ -10,6 +10,10 @@
 #include "kernels/dispatch.h"
 #include "serve/chat_template.h"
 
+namespace bf::state {
+class Store;
+}
+
 namespace bf::serve {
 
 struct Options {
@@ -21,6 +25,10 @@ struct Options {
   Isa isa = Isa::Scalar;
   bool prefill = true;
   jit::Options jit;
+  bool jit_given = false;  // a --jit flag: the store does not choose the policy then
+  // The persistent store (generate's): a warm start from it, and at SIGINT/SIGTERM the run's outcome
+  // recorded into it. Null: none. Must outlive run().
+  state::Store* store = nullptr;
   bool chat_template_given = false;
   ChatTemplate chat_template = ChatTemplate::Plain;
   int queue = 16;             // requests waiting for the slot behind the running one; more get 503
@@ -29,7 +37,8 @@ struct Options {
   int timeout_s = 30;         // reading a request, writing a response chunk: slower clients are dropped
 };
 
-// Listens, then loads the model (/health says 503 until it is loaded) and serves until killed.
+// Listens, then loads the model (/health says 503 until it is loaded) and serves until SIGINT or
+// SIGTERM, which let the running generation end, record the run in the store, and exit 0.
 // Throws bf::Error for a bad address, a port in use, or a model that does not load.
 int run(const Options& o);
 

@@ -21,7 +21,7 @@ SECONDS = float(sys.argv[3]) if len(sys.argv) > 3 else 60
 CLIENTS = int(sys.argv[4]) if len(sys.argv) > 4 else 32
 MODEL, TOK = os.path.join(MODELS, "stories260K.bin"), os.path.join(MODELS, "tok512.bin")
 
-p = subprocess.Popen([BAREFLOW, "serve", MODEL, "-z", TOK, "--port", "0", "-T", "1", "--timeout", "5", "--queue", "64"],
+p = subprocess.Popen([BAREFLOW, "serve", MODEL, "-z", TOK, "--port", "0", "-T", "1", "--timeout", "5", "--queue", "64", "--no-state"],
                      stderr=subprocess.PIPE, text=True)
 port = int(re.search(r":(\d+) ", p.stderr.readline()).group(1))
 threading.Thread(target=p.stderr.read, daemon=True).start()

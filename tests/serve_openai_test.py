@@ -34,7 +34,7 @@ if not os.path.isdir(os.path.join(NPM, "node_modules", "openai")):
         print("SKIP: npm install openai failed (no registry?): " + r.stderr.strip()[-300:])
         sys.exit(77)
 
-p = subprocess.Popen([BAREFLOW, "serve", MODEL, "-z", TOK, "--port", "0", "-T", "1", "--api-key", "sekrit"],
+p = subprocess.Popen([BAREFLOW, "serve", MODEL, "-z", TOK, "--port", "0", "-T", "1", "--api-key", "sekrit", "--no-state"],
                      stderr=subprocess.PIPE, text=True)
 m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", p.stderr.readline())
 if not m:

@@ -27,6 +27,8 @@ def check(name, ok, detail=""):
 
 
 def start(*flags):
+    if "--state" not in flags:
+        flags = ("--no-state",) + flags
     p = subprocess.Popen([BAREFLOW, "serve", MODEL, "-z", TOK, "--port", "0", "-T", "1", *flags],
                          stderr=subprocess.PIPE, text=True)
     line = p.stderr.readline()
@@ -46,12 +48,14 @@ def start(*flags):
 
 
 def stop(p):
-    """Ends a server: its log must hold no sanitizer report."""
+    """Ends a server with SIGTERM: it must exit 0 and its log hold no sanitizer report. Returns the log."""
     p.terminate()
-    p.wait(timeout=30)
+    status = p.wait(timeout=30)
     time.sleep(0.2)
     text = "".join(p.log)
-    check("the server's log has no sanitizer report", "runtime error" not in text and "Sanitizer" not in text, text)
+    check("SIGTERM: the server exits 0, its log has no sanitizer report", status == 0 and "runtime error" not in text and
+          "Sanitizer" not in text, (status, text[-500:]))
+    return text
 
 
 def request(port, method, path, body=None, headers=None, raw=None):
@@ -263,6 +267,19 @@ r = subprocess.run([BAREFLOW, "serve", MODEL, "-z", TOK, "--port", str(port)], c
 check("a port in use: one line, exit 2", r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and
       "--port" in r.stderr, r.stderr)
 stop(server)
+
+# The store under serve: SIGTERM records the run; the next server starts warm from it.
+if has_jit:
+    import tempfile
+    store = os.path.join(tempfile.mkdtemp(prefix="bareflow-serve-state-"), "state.bfs")
+    for run, want in ((1, "run 1, 10 compiles, 0 loaded"), (2, "run 2, 0 compiles, 10 loaded")):
+        server, port = start("--state", store, "--jit", "O2")
+        st, body = request(port, "POST", "/v1/completions", {"prompt": PROMPT, "max_tokens": 40, "temperature": 0})
+        check(f"--state, server {run}: the greedy text", st == 200 and body["choices"][0]["text"] == text, body)
+        log = stop(server)
+        check(f"--state, server {run}: SIGTERM records {want}", f"serve: state: {store}: {want}" in log, log[-400:])
+else:
+    print("SKIP --state: this bareflow was built without the JIT")
 
 for flags, words in ((["--port", "70000"], "--port"), (["--chat-template", "nope"], "--chat-template"),
                      (["--host", "not-an-ip", "--port", "0"], "--host"), (["--bogus"], "--bogus")):
