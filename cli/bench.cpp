@@ -45,17 +45,22 @@ const char kUsage[] =
     "                       once into PEERS (default build/peers beside this executable) from\n"
     "                       ../shared/peers; FLAGS: --shapes, --formats, --threads, --rounds,\n"
     "                       --decode, --prefill, --json, --peers-dir PEERS (bench/tools/peers.py)\n"
+    "  --serve [FLAGS]      instead: bareflow serve with 1, 4, 16 streaming clients: aggregate tok/s,\n"
+    "                       first token p50/p99; FLAGS: --shape, --format, --threads, --clients,\n"
+    "                       --tokens, --duration, --json (bench/tools/serve_bench.py)\n"
     "  -h, --help\n";
 
-// bench --peers: bench/tools/peers.py of the source tree this executable was built from, with
-// the peers built once by ../shared/peers/build.sh. Replaces this process.
-int bench_peers(int argc, char** argv, int first) {
-  const std::string src = BF_SOURCE_DIR, self = self_executable("bench --peers");
+// bench --peers and --serve: bench/tools/peers.py and serve_bench.py of the source tree this
+// executable was built from (the peers built once by ../shared/peers/build.sh). Replaces this
+// process.
+int bench_script(const std::string& flag, int argc, char** argv, int first) {
+  const bool peers_run = flag == "--peers";
+  const std::string src = BF_SOURCE_DIR, self = self_executable(("bench " + flag).c_str());
   const std::string dir = self.substr(0, self.rfind('/') + 1);
   std::string peers = dir + "peers", tokenizer;
   std::vector<std::string> rest;
   for (int i = first; i < argc; i++) {
-    if (std::string(argv[i]) == "--peers-dir" && i + 1 < argc) peers = argv[++i];
+    if (peers_run && std::string(argv[i]) == "--peers-dir" && i + 1 < argc) peers = argv[++i];
     else rest.push_back(argv[i]);
   }
   for (const std::string& d : {std::string(std::getenv("BAREFLOW_MODELS") ? std::getenv("BAREFLOW_MODELS") : ""),
@@ -64,22 +69,24 @@ int bench_peers(int argc, char** argv, int first) {
       tokenizer = d + "/tokenizer.bin";
       break;
     }
-  if (tokenizer.empty()) fail("--peers", "no tokenizer.bin in $BAREFLOW_MODELS, ./models or ../shared/models");
-  const std::string script = src + "/bench/tools/peers.py", build = src + "/../shared/peers/build.sh";
-  if (!is_file(script)) fail("--peers", script + " not found (bench --peers runs from its source tree)");
-  if (!is_file(peers + "/llama-bench")) {
-    if (!is_file(build)) fail("--peers", "no peers in " + peers + " and no " + build + " to build them");
+  if (tokenizer.empty()) fail(flag, "no tokenizer.bin in $BAREFLOW_MODELS, ./models or ../shared/models");
+  const std::string script = src + "/bench/tools/" + (peers_run ? "peers.py" : "serve_bench.py");
+  const std::string build = src + "/../shared/peers/build.sh";
+  if (!is_file(script)) fail(flag, script + " not found (bench " + flag + " runs from its source tree)");
+  if (peers_run && !is_file(peers + "/llama-bench")) {
+    if (!is_file(build)) fail(flag, "no peers in " + peers + " and no " + build + " to build them");
     std::fprintf(stderr, "bareflow: building the peers into %s (a few minutes, once)\n", peers.c_str());
     const std::string cmd = "'" + build + "' '" + peers + "'";
-    if (std::system(cmd.c_str()) != 0) fail("--peers", build + " failed");
+    if (std::system(cmd.c_str()) != 0) fail(flag, build + " failed");
   }
-  std::vector<std::string> args = {"python3", script, self, dir + "bench/bench_synth_model", tokenizer, peers};
+  std::vector<std::string> args = {"python3", script, self, dir + "bench/bench_synth_model", tokenizer};
+  if (peers_run) args.push_back(peers);
   args.insert(args.end(), rest.begin(), rest.end());
   std::vector<char*> cargs;
   for (std::string& s : args) cargs.push_back(s.data());
   cargs.push_back(nullptr);
   execvp("python3", cargs.data());
-  fail("--peers", std::string("cannot run python3: ") + std::strerror(errno));
+  fail(flag, std::string("cannot run python3: ") + std::strerror(errno));
 }
 
 std::vector<std::string> split_list(const std::string& s) {
@@ -101,7 +108,8 @@ int cmd_bench(int argc, char** argv) {
   const char* tmp = std::getenv("TMPDIR");
   o.dir = tmp && *tmp ? tmp : "/tmp";
   Args a{argc, argv};
-  if (argc > 1 && std::string(argv[1]) == "--peers") return bench_peers(argc, argv, 2);
+  if (argc > 1 && (std::string(argv[1]) == "--peers" || std::string(argv[1]) == "--serve"))
+    return bench_script(argv[1], argc, argv, 2);
   while (!a.done()) {
     const std::string f = a.next();
     if (f == "-h" || f == "--help") {
