@@ -80,11 +80,30 @@ std::string tokenizer_file(const Model& model, const std::string& flag_path) {
   return guess;
 }
 
-bool parse_run_flag(const std::string& f, Args& a, RunFlags& r) {
+bool parse_model_flag(const std::string& f, Args& a, RunFlags& r) {
   if (f == "-m" || f == "--model") {
     r.model_path = a.value(f);
   } else if (f == "-z" || f == "--tokenizer") {
     r.tokenizer_path = a.value(f);
+  } else if (f == "-T" || f == "--threads") {
+    r.threads = int(parse_int(f, a.value(f), 1, 256));
+  } else if (f == "--isa" || f.rfind("--isa=", 0) == 0) {
+    r.isa = parse_isa("--isa", f == "--isa" ? a.value(f) : f.substr(6));
+  } else if (f == "--no-prefill") {
+    r.prefill = false;
+  } else if (!f.empty() && f[0] != '-' && r.model_path.empty()) {
+    r.model_path = f;
+  } else if (!f.empty() && f[0] != '-') {
+    fail(f, "unexpected argument: the model is already " + r.model_path);
+  } else {
+    return false;
+  }
+  return true;
+}
+
+bool parse_run_flag(const std::string& f, Args& a, RunFlags& r) {
+  if (parse_model_flag(f, a, r)) {
+    return true;
   } else if (f == "-i" || f == "--prompt") {
     r.prompt = a.value(f);
   } else if (f == "-t" || f == "--temperature") {
@@ -99,16 +118,6 @@ bool parse_run_flag(const std::string& f, Args& a, RunFlags& r) {
     r.seed = parse_u64(f, a.value(f));
   } else if (f == "-n" || f == "--steps") {
     r.steps = parse_int(f, a.value(f), 0, 1ll << 30);
-  } else if (f == "-T" || f == "--threads") {
-    r.threads = int(parse_int(f, a.value(f), 1, 256));
-  } else if (f == "--isa" || f.rfind("--isa=", 0) == 0) {
-    r.isa = parse_isa("--isa", f == "--isa" ? a.value(f) : f.substr(6));
-  } else if (f == "--no-prefill") {
-    r.prefill = false;
-  } else if (!f.empty() && f[0] != '-' && r.model_path.empty()) {
-    r.model_path = f;
-  } else if (!f.empty() && f[0] != '-') {
-    fail(f, "unexpected argument: the model is already " + r.model_path);
   } else {
     return false;
   }

@@ -34,6 +34,9 @@ struct RunFlags {
 // Consumes flag `f` (and its value from `a`) if it is one of RunFlags' or the model's path; false
 // when it is something else (the caller's flag, or an error).
 bool parse_run_flag(const std::string& f, Args& a, RunFlags& r);
+// The same for the flags that pick the model and the engine only (-m/MODEL, -z, -T, --isa,
+// --no-prefill), not a run's prompt, sampling or length: for commands such as serve.
+bool parse_model_flag(const std::string& f, Args& a, RunFlags& r);
 // After the flags: the default model when none was given, the seed from the clock when 0.
 void finish_run_flags(RunFlags& r);
 

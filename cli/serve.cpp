@@ -6,7 +6,6 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
-#include "cli/isa.h"
 #include "cli/jit_flags.h"
 #include "cli/run.h"
 #include "engine/model.h"
@@ -38,10 +37,9 @@ const char kUsage[] =
 
 int cmd_serve(int argc, char** argv) {
   serve::Options o;
+  RunFlags r;  // the model and engine flags, as generate's
   std::string state_path = state::default_state_path();
   bool state_named = std::getenv("BAREFLOW_STATE") && *std::getenv("BAREFLOW_STATE"), use_state = true;
-  o.threads = ThreadPool::default_threads();
-  o.isa = best_isa();
   Args a{argc, argv};
   while (!a.done()) {
     const std::string f = a.next();
@@ -49,10 +47,8 @@ int cmd_serve(int argc, char** argv) {
       std::fputs(kUsage, stdout);
       std::fputs(jit_usage(), stdout);
       return 0;
-    } else if (f == "-m" || f == "--model") {
-      o.model_path = a.value(f);
-    } else if (f == "-z" || f == "--tokenizer") {
-      o.tokenizer_path = a.value(f);
+    } else if (parse_model_flag(f, a, r)) {
+      continue;
     } else if (f == "--host") {
       o.host = a.value(f);
     } else if (f == "--port") {
@@ -67,12 +63,6 @@ int cmd_serve(int argc, char** argv) {
       o.queue = int(parse_int(f, a.value(f), 0, 100000));
     } else if (f == "--timeout") {
       o.timeout_s = int(parse_int(f, a.value(f), 1, 86400));
-    } else if (f == "-T" || f == "--threads") {
-      o.threads = int(parse_int(f, a.value(f), 1, 256));
-    } else if (f == "--isa" || f.rfind("--isa=", 0) == 0) {
-      o.isa = parse_isa("--isa", f == "--isa" ? a.value(f) : f.substr(6));
-    } else if (f == "--no-prefill") {
-      o.prefill = false;
     } else if (f == "--state") {
       state_path = a.value(f);
       use_state = state_named = true;
@@ -81,16 +71,15 @@ int cmd_serve(int argc, char** argv) {
     } else if (parse_jit_flag(f, a, &o.jit)) {
       if (f == "--jit" || f.rfind("--jit=", 0) == 0) o.jit_given = true;
       continue;
-    } else if (!f.empty() && f[0] != '-' && o.model_path.empty()) {
-      o.model_path = f;
     } else {
       fail(f, "unknown flag or argument (see bareflow serve --help)");
     }
   }
-  if (o.model_path.empty()) o.model_path = find_default_model();
-  // The tokenizer is settled now, from the model's header, so that a missing one is an error before
-  // the server listens (the model itself loads while it does).
-  if (o.tokenizer_path.empty()) o.tokenizer_path = tokenizer_file(*load_model(o.model_path), "");
+  o.model_path = r.model_path.empty() ? find_default_model() : r.model_path;
+  o.tokenizer_for = [flag = r.tokenizer_path](const Model& m) { return tokenizer_file(m, flag); };
+  o.threads = r.threads;
+  o.isa = r.isa;
+  o.prefill = r.prefill;
   const std::unique_ptr<state::Store> store =
       use_state ? open_store(state_path, state_named, state::Options{}.max_bytes) : nullptr;
   o.store = store.get();

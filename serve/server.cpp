@@ -177,9 +177,9 @@ void Server::load() {
   try {
     model_ = load_model(o_.model_path);
     const Config& c = model_->config;
-    tokenizer_ = std::make_unique<Tokenizer>(o_.tokenizer_path.empty()
-                                                 ? Tokenizer::from_vocab(*model_->vocab, o_.model_path)
-                                                 : Tokenizer::from_file(o_.tokenizer_path, c.vocab_size));
+    const std::string tokenizer_path = o_.tokenizer_for(*model_);
+    tokenizer_ = std::make_unique<Tokenizer>(tokenizer_path.empty() ? Tokenizer::from_vocab(*model_->vocab, o_.model_path)
+                                                                    : Tokenizer::from_file(tokenizer_path, c.vocab_size));
     transformer_ = std::make_unique<Transformer>(*model_, kernels_for(o_.isa), o_.threads, c.seq_len);
     jit_options_ = o_.jit;
     if (o_.store) {

@@ -4,8 +4,10 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <string>
 
+#include "engine/model.h"
 #include "jit/options.h"
 #include "kernels/dispatch.h"
 #include "serve/chat_template.h"
@@ -17,7 +19,10 @@ class Store;
 namespace bf::serve {
 
 struct Options {
-  std::string model_path, tokenizer_path;  // tokenizer "" : the model's own, or the one beside it
+  std::string model_path;
+  // The tokenizer file for the loaded model ("": the model's own vocabulary); throws bf::Error when
+  // there is none (cli: tokenizer_file with -z).
+  std::function<std::string(const Model&)> tokenizer_for;
   std::string host = "127.0.0.1";
   int port = 8080;      // 0: any free port (the one taken is printed)
   std::string api_key;  // "": no key needed; else "Authorization: Bearer KEY" on every route but /health

@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -270,7 +271,6 @@ stop(server)
 
 # The store under serve: SIGTERM records the run; the next server starts warm from it.
 if has_jit:
-    import tempfile
     store = os.path.join(tempfile.mkdtemp(prefix="bareflow-serve-state-"), "state.bfs")
     for run, want in ((1, "run 1, 10 compiles, 0 loaded"), (2, "run 2, 0 compiles, 10 loaded")):
         server, port = start("--state", store, "--jit", "O2")
@@ -280,6 +280,13 @@ if has_jit:
         check(f"--state, server {run}: SIGTERM records {want}", f"serve: state: {store}: {want}" in log, log[-400:])
 else:
     print("SKIP --state: this bareflow was built without the JIT")
+
+# A model without a tokenizer: it loads behind the listener, then one line and exit 2.
+lone = os.path.join(tempfile.mkdtemp(prefix="bareflow-serve-lone-"), "stories260K.bin")
+shutil.copy(MODEL, lone)
+r = subprocess.run([BAREFLOW, "serve", lone, "--port", "0", "--no-state"], capture_output=True, text=True, timeout=60)
+check("a model without a tokenizer: one line naming it, exit 2", r.returncode == 2 and
+      r.stderr.strip().splitlines()[-1].startswith("bareflow: " + lone) and "pass -z" in r.stderr, r.stderr)
 
 for flags, words in ((["--port", "70000"], "--port"), (["--chat-template", "nope"], "--chat-template"),
                      (["--host", "not-an-ip", "--port", "0"], "--host"), (["--bogus"], "--bogus")):
