@@ -27,6 +27,7 @@ const char kUsage[] =
     "  --port N                 port (default 8080; 0: any free one, printed on stderr)\n"
     "  --api-key KEY            require \"Authorization: Bearer KEY\" (not on /health)\n"
     "  --chat-template NAME     plain (default), llama2, zephyr or chatml\n"
+    "  --parallel N             generation slots: 1 (the only value yet; requests queue for it)\n"
     "  --queue N                requests that may wait for the slot (default 16); more get 503\n"
     "  --timeout SEC            per read of a request and per write of a response (default 30)\n"
     "  --state FILE, --no-state the persistent store, as for generate: a warm start from it, and the\n"
@@ -59,6 +60,10 @@ int cmd_serve(int argc, char** argv) {
     } else if (f == "--chat-template") {
       o.chat_template = serve::parse_chat_template(f, a.value(f));
       o.chat_template_given = true;
+    } else if (f == "--parallel") {
+      // The interface; one generation slot is all this build has (docs/SERVE.md).
+      if (parse_int(f, a.value(f), 1, 256) != 1)
+        fail(f, "only 1 slot: batched decoding of parallel slots is not built yet (requests queue for it)");
     } else if (f == "--queue") {
       o.queue = int(parse_int(f, a.value(f), 0, 100000));
     } else if (f == "--timeout") {
