@@ -9,6 +9,7 @@
 #include "cli/jit_flags.h"
 #include "cli/run.h"
 #include "engine/model.h"
+#include "engine/transformer.h"
 #include "serve/server.h"
 #include "state/records.h"
 #include "state/store.h"
@@ -20,15 +21,17 @@ const char kUsage[] =
     "usage: bareflow serve [MODEL] [options]\n"
     "  llama-server's HTTP API over MODEL: GET /health, GET /v1/models, POST /v1/completions,\n"
     "  POST /v1/chat/completions (\"stream\": true: server-sent events ending with [DONE]),\n"
-    "  POST /completion (llama-server's own), GET /metrics (Prometheus). One generation slot;\n"
-    "  temperature 0 or a seed gives bareflow generate's text.\n"
+    "  POST /completion (llama-server's own), GET /metrics (Prometheus). Concurrent requests\n"
+    "  decode as one batch; temperature 0 or a seed gives bareflow generate's text.\n"
     "  MODEL, -m, --model PATH  the model (default as for generate); -z, --tokenizer PATH\n"
     "  --host ADDR              address to listen on (default 127.0.0.1)\n"
     "  --port N                 port (default 8080; 0: any free one, printed on stderr)\n"
     "  --api-key KEY            require \"Authorization: Bearer KEY\" (not on /health)\n"
     "  --chat-template NAME     plain (default), llama2, zephyr or chatml\n"
-    "  --parallel N             generation slots: 1 (the only value yet; requests queue for it)\n"
-    "  --queue N                requests that may wait for the slot (default 16); more get 503\n"
+    "  --parallel N             generation slots, each with a KV cache of the whole context\n"
+    "                           (default 4, at most 64); busy slots decode as one batch\n"
+    "  --queue N                requests that may wait when every slot is busy (default 16);\n"
+    "                           more get 503\n"
     "  --timeout SEC            per read of a request and per write of a response (default 30)\n"
     "  --state FILE, --no-state the persistent store, as for generate: a warm start from it, and the\n"
     "                           run recorded into it when SIGINT or SIGTERM stops the server\n"
@@ -61,9 +64,7 @@ int cmd_serve(int argc, char** argv) {
       o.chat_template = serve::parse_chat_template(f, a.value(f));
       o.chat_template_given = true;
     } else if (f == "--parallel") {
-      // The interface; one generation slot is all this build has (docs/SERVE.md).
-      if (parse_int(f, a.value(f), 1, 256) != 1)
-        fail(f, "only 1 slot: batched decoding of parallel slots is not built yet (requests queue for it)");
+      o.parallel = int(parse_int(f, a.value(f), 1, Transformer::kMaxBatch));
     } else if (f == "--queue") {
       o.queue = int(parse_int(f, a.value(f), 0, 100000));
     } else if (f == "--timeout") {

@@ -58,8 +58,8 @@ void validate_config(const std::string& path, const Config& c) {
     fail(path, "RoPE base " + std::to_string(c.rope_theta) + " is out of range");
 }
 
-uint64_t kv_cache_bytes(const Config& c, int positions) {
-  return 2ull * 4ull * uint64_t(c.n_layers) * uint64_t(positions) * uint64_t(c.kv_dim());
+uint64_t kv_cache_bytes(const Config& c, int positions, int slots) {
+  return 2ull * 4ull * uint64_t(slots) * uint64_t(c.n_layers) * uint64_t(positions) * uint64_t(c.kv_dim());
 }
 
 namespace {
@@ -94,16 +94,17 @@ uint64_t memory_limit(std::string* what) {
 
 }  // namespace
 
-[[noreturn]] void fail_kv_cache(const Model& m, int positions, const std::string& why) {
-  fail(m.path, std::to_string(positions) + " positions (-n; 0 = the context length of " +
-                   std::to_string(m.config.seq_len) + ") need " + gib(kv_cache_bytes(m.config, positions)) +
+[[noreturn]] void fail_kv_cache(const Model& m, int positions, const std::string& why, int slots) {
+  fail(m.path, (slots > 1 ? std::to_string(slots) + " slots (--parallel) of " : std::string()) +
+                   std::to_string(positions) + " positions (-n; 0 = the context length of " +
+                   std::to_string(m.config.seq_len) + ") need " + gib(kv_cache_bytes(m.config, positions, slots)) +
                    " of KV cache: " + why);
 }
 
-void check_kv_cache_fits(const Model& m, int positions) {
+void check_kv_cache_fits(const Model& m, int positions, int slots) {
   std::string what;
   const uint64_t limit = memory_limit(&what);
-  if (kv_cache_bytes(m.config, positions) > limit) fail_kv_cache(m, positions, "more than " + what);
+  if (kv_cache_bytes(m.config, positions, slots) > limit) fail_kv_cache(m, positions, "more than " + what, slots);
 }
 
 uint64_t Model::parameter_count() const {

@@ -84,13 +84,13 @@ void validate_config(const std::string& path, const Config& c);
 
 const char* format_name(ModelFormat f);
 
-// Bytes of the KV cache (f32 keys and values of every layer) for `positions` positions.
-uint64_t kv_cache_bytes(const Config& c, int positions);
-// Before the KV cache is allocated: throws Error naming the model file, the positions and the size
-// when it is larger than the memory this process may use (RAM, RLIMIT_AS, RLIMIT_DATA).
-void check_kv_cache_fits(const Model& m, int positions);
+// Bytes of the KV caches (f32 keys and values of every layer) of `slots` sequences of `positions`.
+uint64_t kv_cache_bytes(const Config& c, int positions, int slots = 1);
+// Before the KV cache is allocated: throws Error naming the model file, the positions, slots and
+// the size when it is larger than the memory this process may use (RAM, RLIMIT_AS, RLIMIT_DATA).
+void check_kv_cache_fits(const Model& m, int positions, int slots = 1);
 // The same message when the allocation itself failed.
-[[noreturn]] void fail_kv_cache(const Model& m, int positions, const std::string& why);
+[[noreturn]] void fail_kv_cache(const Model& m, int positions, const std::string& why, int slots = 1);
 
 // A model as stored state knows it: format, configuration and every matrix's type and shape (what
 // decides which compiled code fits it), not the weights' values. `hash` (16 hex digits) keys the

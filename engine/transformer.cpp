@@ -89,14 +89,11 @@ bool Transformer::fusable(Fusion f) const {
   return true;
 }
 
-// Tokens per prefill batch: enough to reuse each cached block of weight rows many times, small
-// enough that the batch activations (kMaxBatch x hidden floats) stay within L2.
-constexpr int kMaxBatch = 64;
-
-Transformer::Transformer(const Model& model, const Kernels& kernels, int threads, int positions)
+Transformer::Transformer(const Model& model, const Kernels& kernels, int threads, int positions, int slots)
     : model_(model), k_(kernels),
       positions_(positions <= 0 || positions > model.config.seq_len ? model.config.seq_len : positions),
-      pool_(threads) {
+      slots_(slots), pool_(threads) {
+  assert(slots >= 1 && slots <= kMaxBatch);
   for (auto& fn : site_kernel_) fn.store(kernels.matvec, std::memory_order_relaxed);
   const Config& c = model.config;
   const size_t dim = size_t(c.dim), hidden = size_t(c.hidden_dim);
@@ -108,13 +105,13 @@ Transformer::Transformer(const Model& model, const Kernels& kernels, int threads
   q_.resize(dim);
   att_.resize(size_t(positions_) * size_t(pool_.size()));  // one score row per thread
   logits_.resize(size_t(c.vocab_size));
-  const size_t cache = size_t(c.n_layers) * size_t(positions_) * size_t(c.kv_dim());
-  check_kv_cache_fits(model, positions_);  // a message naming the file and the size, not "out of memory"
+  const size_t cache = size_t(slots_) * size_t(c.n_layers) * size_t(positions_) * size_t(c.kv_dim());
+  check_kv_cache_fits(model, positions_, slots_);  // a message naming the file and the size, not "out of memory"
   try {
     key_cache_.resize(cache);
     value_cache_.resize(cache);
   } catch (const std::bad_alloc&) {
-    fail_kv_cache(model, positions_, "it cannot be allocated");
+    fail_kv_cache(model, positions_, "it cannot be allocated", slots_);
   }
   const size_t widest = std::max(dim, hidden);
   xq_q_.resize(widest);
@@ -188,33 +185,34 @@ void Transformer::ffn(size_t l) {
   matvec(Site::W2, l, xb_.data(), hb_.data());
 }
 
-float* Transformer::forward(int token, int pos) {
+float* Transformer::forward(int token, int pos, int slot) {
   const Config& c = model_.config;
   const Weights& w = model_.weights;
   assert(token >= 0 && token < c.vocab_size);
   assert(pos >= 0 && pos < positions_);
+  assert(slot >= 0 && slot < slots_);
+  const BatchToken self{token, pos, slot, true};
   const int dim = c.dim, kv_dim = c.kv_dim(), head_size = c.head_size();
   float* x = x_.data();
 
   k_.dequantize_row(x, w.token_embedding, token);
 
-  for (size_t l = 0; l < size_t(c.n_layers); l++) {
-    const LayerWeights& lw = w.layers[l];
-    const size_t layer_off = l * size_t(positions_) * size_t(kv_dim);
-    float* k = key_cache_.data() + layer_off + size_t(pos) * size_t(kv_dim);
-    float* v = value_cache_.data() + layer_off + size_t(pos) * size_t(kv_dim);
+  for (int l = 0; l < c.n_layers; l++) {
+    const LayerWeights& lw = w.layers[size_t(l)];
+    float* k = key_cache_.data() + kv_offset(slot, l, pos);
+    float* v = value_cache_.data() + kv_offset(slot, l, pos);
 
     // Attention: q, k, v of this position (k and v straight into the cache).
     k_.rmsnorm(xb_.data(), x, lw.rms_att, dim, c.norm_eps);
-    attention_projections(l, q_.data(), k, v);
+    attention_projections(size_t(l), q_.data(), k, v);
     k_.rope(q_.data(), k, pos, dim, kv_dim, head_size, c.rope_theta, c.rope_style);
-    attend(xb_.data(), q_.data(), dim, 1, pos, layer_off);
-    matvec(Site::Wo, l, xb2_.data(), xb_.data());
+    attend(xb_.data(), q_.data(), dim, 1, &self, l);
+    matvec(Site::Wo, size_t(l), xb2_.data(), xb_.data());
     for (int i = 0; i < dim; i++) x[i] += xb2_[size_t(i)];
 
     // Feed-forward: w2(silu(w1 x) * w3 x).
     k_.rmsnorm(xb_.data(), x, lw.rms_ffn, dim, c.norm_eps);
-    ffn(l);
+    ffn(size_t(l));
     for (int i = 0; i < dim; i++) x[i] += xb_[size_t(i)];
   }
 
@@ -242,26 +240,27 @@ void Transformer::matmul(float* out, int64_t ldo, const Matrix& W, const float* 
   for_row_chunks(W.rows, [&](int64_t r0, int64_t r1) { k_.matmul(out + r0, ldo, W, x, ldx, xq, n, r0, r1); });
 }
 
-void Transformer::attend(float* out, const float* q, int64_t ld, int n, int pos0, size_t layer_off) {
+void Transformer::attend(float* out, const float* q, int64_t ld, int n, const BatchToken* b, int layer) {
   struct Job {
     Transformer* self;
     float* out;
     const float* q;
     int64_t ld;
-    int pos0;
-    size_t layer_off;
-  } job{this, out, q, ld, pos0, layer_off};
+    const BatchToken* b;
+    int layer;
+  } job{this, out, q, ld, b, layer};
   // One task per (token, head); each thread has its own score row.
   pool_.run(
       [](void* p, int task, int thread) {
         const Job& j = *static_cast<const Job*>(p);
-        const Config& c = j.self->model_.config;
+        Transformer& self = *j.self;
+        const Config& c = self.model_.config;
         const int hs = c.head_size(), kv_mul = c.n_heads / c.n_kv_heads;
         const int t = task / c.n_heads, h = task % c.n_heads;
-        const size_t kv_off = j.layer_off + size_t(h / kv_mul) * size_t(hs);
-        j.self->k_.attention(j.out + t * j.ld + h * hs, j.self->att_.data() + size_t(thread) * size_t(j.self->positions_),
-                             j.q + t * j.ld + h * hs, j.self->key_cache_.data() + kv_off,
-                             j.self->value_cache_.data() + kv_off, j.pos0 + t, hs, c.kv_dim());
+        const size_t kv_off = self.kv_offset(j.b[t].slot, j.layer, 0) + size_t(h / kv_mul) * size_t(hs);
+        self.k_.attention(j.out + t * j.ld + h * hs, self.att_.data() + size_t(thread) * size_t(self.positions_),
+                          j.q + t * j.ld + h * hs, self.key_cache_.data() + kv_off, self.value_cache_.data() + kv_off,
+                          j.b[t].pos, hs, c.kv_dim());
       },
       &job, n * model_.config.n_heads);
 }
@@ -272,49 +271,59 @@ namespace {
 int64_t padded(int width) { return int64_t(width) + 16; }
 }  // namespace
 
-void Transformer::prefill(const int* tokens, int n, int pos0) {
-  const Config& c = model_.config;
+void Transformer::prefill(const int* tokens, int n, int pos0, int slot) {
   assert(n >= 0 && pos0 >= 0 && pos0 + n <= positions_);
-  if (bx_.empty()) {
-    const size_t B = kMaxBatch, dim = size_t(padded(c.dim)), hidden = size_t(padded(c.hidden_dim));
-    for (auto* v : {&bx_, &bxb_, &bxb2_, &bq_}) v->resize(B * dim);
-    bhb_.resize(B * hidden);
-    bhb2_.resize(B * hidden);
-    bxq_q_.resize(B * std::max(dim, hidden));
-    bxq_s_.resize(B * std::max(dim, hidden));
-    bxq_.resize(B);
+  BatchToken b[kMaxBatch];
+  for (int done = 0; done < n; done += kMaxBatch) {
+    const int m = std::min(kMaxBatch, n - done);
+    for (int t = 0; t < m; t++) b[t] = {tokens[done + t], pos0 + done + t, slot, false};
+    forward_batch(b, m);
   }
-  for (int done = 0; done < n; done += kMaxBatch)
-    prefill_chunk(tokens + done, std::min(kMaxBatch, n - done), pos0 + done);
 }
 
 // forward()'s operations, each applied to every token of the batch in turn: the same kernels on the
-// same values, so the cache ends up bit-identical.
-void Transformer::prefill_chunk(const int* tokens, int n, int pos0) {
+// same values, so the caches and logits end up bit-identical.
+float* Transformer::forward_batch(const BatchToken* b, int n) {
   const Config& c = model_.config;
   const Weights& w = model_.weights;
   const int dim = c.dim, hidden = c.hidden_dim, kv_dim = c.kv_dim(), head_size = c.head_size();
-  const int64_t ld = padded(dim), ldh = padded(hidden);
-  float *X = bx_.data(), *XB = bxb_.data(), *XB2 = bxb2_.data(), *Q = bq_.data();
+  const int64_t ld = padded(dim), ldh = padded(hidden), ldk = padded(kv_dim);
+  assert(n >= 1 && n <= kMaxBatch);
+  if (bx_.empty()) {
+    const size_t B = kMaxBatch, wd = size_t(ld), wh = size_t(ldh);
+    for (auto* v : {&bx_, &bxb_, &bxb2_, &bq_}) v->resize(B * wd);
+    bk_.resize(B * size_t(ldk));
+    bv_.resize(B * size_t(ldk));
+    bhb_.resize(B * wh);
+    bhb2_.resize(B * wh);
+    bxq_q_.resize(B * std::max(wd, wh));
+    bxq_s_.resize(B * std::max(wd, wh));
+    bxq_.resize(B);
+    blogits_.resize(size_t(slots_) * size_t(c.vocab_size));
+  }
+  float *X = bx_.data(), *XB = bxb_.data(), *XB2 = bxb2_.data(), *Q = bq_.data(), *K = bk_.data(), *V = bv_.data();
   float *HB = bhb_.data(), *HB2 = bhb2_.data();
 
   for (int t = 0; t < n; t++) {
-    assert(tokens[t] >= 0 && tokens[t] < c.vocab_size);
-    k_.dequantize_row(X + t * ld, w.token_embedding, tokens[t]);
+    assert(b[t].token >= 0 && b[t].token < c.vocab_size);
+    assert(b[t].pos >= 0 && b[t].pos < positions_ && b[t].slot >= 0 && b[t].slot < slots_);
+    k_.dequantize_row(X + t * ld, w.token_embedding, b[t].token);
   }
   for (int l = 0; l < c.n_layers; l++) {
     const LayerWeights& lw = w.layers[size_t(l)];
-    const size_t layer_off = size_t(l) * size_t(positions_) * size_t(kv_dim);
-    float* K = key_cache_.data() + layer_off + size_t(pos0) * size_t(kv_dim);
-    float* V = value_cache_.data() + layer_off + size_t(pos0) * size_t(kv_dim);
-
     for (int t = 0; t < n; t++) k_.rmsnorm(XB + t * ld, X + t * ld, lw.rms_att, dim, c.norm_eps);
     matmul(Q, ld, lw.wq, XB, ld, n);
-    matmul(K, kv_dim, lw.wk, XB, ld, n);
-    matmul(V, kv_dim, lw.wv, XB, ld, n);
-    for (int t = 0; t < n; t++)
-      k_.rope(Q + t * ld, K + t * kv_dim, pos0 + t, dim, kv_dim, head_size, c.rope_theta, c.rope_style);
-    attend(XB, Q, ld, n, pos0, layer_off);
+    matmul(K, ldk, lw.wk, XB, ld, n);
+    matmul(V, ldk, lw.wv, XB, ld, n);
+    // Each token's k and v into its slot's caches, before any token attends (a token sees the
+    // earlier tokens of its slot in this batch).
+    for (int t = 0; t < n; t++) {
+      k_.rope(Q + t * ld, K + t * ldk, b[t].pos, dim, kv_dim, head_size, c.rope_theta, c.rope_style);
+      const size_t at = kv_offset(b[t].slot, l, b[t].pos);
+      std::copy_n(K + t * ldk, kv_dim, key_cache_.data() + at);
+      std::copy_n(V + t * ldk, kv_dim, value_cache_.data() + at);
+    }
+    attend(XB, Q, ld, n, b, l);
     matmul(XB2, ld, lw.wo, XB, ld, n);
     for (int t = 0; t < n; t++)
       for (int i = 0; i < dim; i++) X[t * ld + i] += XB2[t * ld + i];
@@ -327,6 +336,14 @@ void Transformer::prefill_chunk(const int* tokens, int n, int pos0) {
     for (int t = 0; t < n; t++)
       for (int i = 0; i < dim; i++) X[t * ld + i] += XB[t * ld + i];
   }
+
+  // The final norm and the classifier, for the tokens whose logits are wanted only.
+  int m = 0;
+  for (int t = 0; t < n; t++)
+    if (b[t].logits) k_.rmsnorm(XB + (m++) * ld, X + t * ld, w.rms_final, dim, c.norm_eps);
+  assert(m <= slots_);
+  if (m > 0) matmul(blogits_.data(), c.vocab_size, w.classifier, XB, ld, m);
+  return blogits_.data();
 }
 
 }  // namespace bf

@@ -13,12 +13,26 @@
 
 namespace bf {
 
+// One token of a batch: which sequence (KV cache slot) it belongs to, at which position, and
+// whether its logits are wanted (a prompt token's are not).
+struct BatchToken {
+  int token, pos, slot;
+  bool logits;
+};
+
 class Transformer {
  public:
+  // Tokens per batch (forward_batch; prefill splits longer runs): enough to reuse each cached
+  // block of weight rows many times, small enough that the batch activations (kMaxBatch x hidden
+  // floats) stay within L2.
+  static constexpr int kMaxBatch = 64;
+
   // threads: matmul rows are split over a pool of that many (1: no thread is ever created).
   // positions: the KV cache holds that many positions (0, or more than seq_len: seq_len), so a
   // short generation does not pay for the model's whole context.
-  Transformer(const Model& model, const Kernels& kernels, int threads = 1, int positions = 0);
+  // slots: independent sequences, each with its own KV cache of `positions` (1..kMaxBatch), so that
+  // a server decodes several at once (forward_batch).
+  Transformer(const Model& model, const Kernels& kernels, int threads = 1, int positions = 0, int slots = 1);
 
   // Replaces the matvec kernel of one call site; safe while another thread runs forward().
   void set_site_kernel(Site s, MatvecFn fn) { site_kernel_[size_t(s)].store(fn, std::memory_order_release); }
@@ -39,14 +53,23 @@ class Transformer {
   // Null (the default) costs one predictable branch per matvec.
   void set_matvec_observer(MatvecObserver* o) { observer_ = o; }
 
-  // Runs `token` at position `pos` (0 <= pos < positions()) and returns the logits (vocab_size floats,
-  // valid until the next call). Positions must be fed in order from 0.
-  float* forward(int token, int pos);
-  // Runs tokens[0..n) at positions pos0.. as a batch (matrix-matrix products), filling the KV cache
-  // exactly as n forward() calls would, bit for bit, but without computing logits. Prompts go here.
-  void prefill(const int* tokens, int n, int pos0);
+  // Runs `token` at position `pos` (0 <= pos < positions()) of `slot` and returns the logits
+  // (vocab_size floats, valid until the next call). A slot's positions must be fed in order from 0
+  // (a slot is reused by starting again from 0).
+  float* forward(int token, int pos, int slot = 0);
+  // Runs tokens[0..n) at positions pos0.. of `slot` as batches (matrix-matrix products), filling the
+  // KV cache exactly as n forward() calls would, bit for bit, but without computing logits. Prompts
+  // go here.
+  void prefill(const int* tokens, int n, int pos0, int slot = 0);
+  // Runs b[0..n) (1 <= n <= kMaxBatch) as one batch: each token at its own position of its own slot,
+  // with the matrix-matrix products prefill uses, so every token's KV cache entries and logits are
+  // bit for bit those of forward(). Within a slot, tokens must come in position order. Returns the
+  // logits of the tokens marked `logits` (at most slots() of them), in order, vocab_size floats
+  // apart, valid until the next call (the sampler may scale them in place).
+  float* forward_batch(const BatchToken* b, int n);
   int threads() const { return pool_.size(); }
   int positions() const { return positions_; }
+  int slots() const { return slots_; }
 
   const Config& config() const { return model_.config; }
 
@@ -71,14 +94,19 @@ class Transformer {
   void split_rows(MatvecFn fn, float* out, const Matrix& W, const float* x, const QuantizedVector* xq);
   // out[t*ldo ..] = W x[t*ldx ..] for t < n, with the batched kernel, rows split over the pool.
   void matmul(float* out, int64_t ldo, const Matrix& W, const float* x, int64_t ldx, int n);
-  void prefill_chunk(const int* tokens, int n, int pos0);
-  // Attention of n tokens (positions pos0..) of one layer, all heads, split over the pool:
-  // out and q hold one row per token, ld floats apart.
-  void attend(float* out, const float* q, int64_t ld, int n, int pos0, size_t layer_off);
+  // Attention of n tokens (each at b[t].pos of b[t].slot) in one layer, all heads, split over the
+  // pool: out and q hold one row per token, ld floats apart.
+  void attend(float* out, const float* q, int64_t ld, int n, const BatchToken* b, int layer);
+  // Offset of (slot, layer, pos) in the KV caches.
+  size_t kv_offset(int slot, int layer, int pos) const {
+    return ((size_t(slot) * size_t(model_.config.n_layers) + size_t(layer)) * size_t(positions_) + size_t(pos)) *
+           size_t(model_.config.kv_dim());
+  }
 
   const Model& model_;
   const Kernels& k_;
   const int positions_;
+  const int slots_;
   std::array<std::atomic<MatvecFn>, kSiteCount> site_kernel_;
   std::array<std::atomic<FusedFn>, kFusionCount> fused_kernel_{};
   MatvecObserver* observer_ = nullptr;
@@ -91,12 +119,14 @@ class Transformer {
   std::vector<float> q_;       // (dim,) the query; k and v go straight into the caches
   std::vector<float> att_;     // (threads, positions) one attention score row per pool thread
   std::vector<float> logits_;  // (vocab_size,)
-  std::vector<float> key_cache_, value_cache_;  // (n_layers, positions, kv_dim)
+  std::vector<float> key_cache_, value_cache_;  // (slots, n_layers, positions, kv_dim)
   std::vector<int8_t> xq_q_;   // (max(dim, hidden_dim),) the int8 activation of the current matvec
   std::vector<float> xq_s_;    // (max(dim, hidden_dim),) its block scales (at most one per element)
   ThreadPool pool_;
-  // Prefill batch buffers, allocated by the first prefill(): rows padded() floats apart.
+  // Batch buffers, allocated by the first forward_batch(): rows padded() floats apart.
   std::vector<float> bx_, bxb_, bxb2_, bq_;  // (kMaxBatch, dim) x_, xb_, xb2_, q_ per token
+  std::vector<float> bk_, bv_;               // (kMaxBatch, kv_dim) k, v per token, before the caches
+  std::vector<float> blogits_;               // (slots, vocab_size) the logits forward_batch returns
   std::vector<float> bhb_, bhb2_;            // (kMaxBatch, hidden_dim) hb_, hb2_ per token
   std::vector<int8_t> bxq_q_;                // (kMaxBatch, max(dim, hidden_dim)) int8 activations
   std::vector<float> bxq_s_;                 // (kMaxBatch, max(dim, hidden_dim)) their scales

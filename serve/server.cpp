@@ -1,6 +1,8 @@
 #include "serve/server.h"
 
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,8 +13,10 @@
 #include <boost/beast/http.hpp>
 #include <chrono>
 #include <cinttypes>
+#include <condition_variable>
 #include <cstdio>
 #include <ctime>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -132,6 +136,14 @@ class Connection {
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
   }
+  // Whether the client has closed its end (or the connection broke) while it waits for an answer.
+  bool peer_closed() {
+    pollfd p{stream_.socket().native_handle(), POLLIN | POLLRDHUP, 0};
+    if (poll(&p, 1, 0) <= 0) return false;
+    if (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) return true;
+    char c;
+    return (p.revents & POLLIN) && recv(p.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+  }
 
  private:
   std::shared_ptr<net::io_context> ioc_;
@@ -139,6 +151,24 @@ class Connection {
   beast::flat_buffer buffer_;
   std::string out_;
   int timeout_;
+};
+
+// A completion request, between its connection's thread and the engine thread. All but
+// `cancelled` is guarded by Server::mu_.
+struct Job {
+  std::vector<int> tokens;
+  Sampling sampling;
+  std::atomic<bool> cancelled{false};  // the client went away: the engine frees its slot
+  std::string pending;                 // text made and not yet written
+  bool done = false;
+  Outcome outcome;  // once done
+  std::condition_variable cv;
+};
+
+// A KV cache slot of the transformer and the completion in it (null: free). Engine thread only.
+struct Slot {
+  std::shared_ptr<Job> job;
+  std::unique_ptr<Completion> completion;
 };
 
 class Server {
@@ -154,7 +184,10 @@ class Server {
   bool respond(Connection& c, const http::request<http::string_body>& req, int status, const std::string& body,
                const char* type = "application/json");
   bool completion(Connection& c, const http::request<http::string_body>& req, const std::string& route);
-  std::string metrics() const;
+  std::string metrics();
+  // The engine thread: admits queued jobs into free slots and runs every busy slot's next token
+  // (or prompt tokens) as one batch, until stopping with no slot busy.
+  void engine();
 
   const Options& o_;
   std::atomic<bool> ready_{false};
@@ -168,8 +201,14 @@ class Server {
   ChatTemplate template_ = ChatTemplate::Plain;
   // Waits for SIGINT/SIGTERM (blocked in every thread), then stops: the run goes into the store.
   void stop_on_signal(sigset_t signals);
-  std::mutex slot_;  // the one slot: the transformer and its KV cache
-  std::atomic<int> waiting_{0}, busy_{0}, connections_{0};
+  std::mutex mu_;  // the queue, the jobs, busy_, stopping_
+  std::deque<std::shared_ptr<Job>> queue_;
+  std::condition_variable work_;  // the engine waits on it for jobs
+  std::condition_variable idle_;  // stop_on_signal waits on it for no busy slot
+  int busy_ = 0;                  // slots with a job
+  bool stopping_ = false;         // no job is admitted any more
+  std::vector<Slot> slots_;       // the engine thread's
+  std::atomic<int> connections_{0};
   std::atomic<uint64_t> requests_{0}, errors_{0}, prompt_tokens_{0}, predicted_{0}, predicted_us_{0}, next_id_{1};
 };
 
@@ -180,7 +219,8 @@ void Server::load() {
     const std::string tokenizer_path = o_.tokenizer_for(*model_);
     tokenizer_ = std::make_unique<Tokenizer>(tokenizer_path.empty() ? Tokenizer::from_vocab(*model_->vocab, o_.model_path)
                                                                     : Tokenizer::from_file(tokenizer_path, c.vocab_size));
-    transformer_ = std::make_unique<Transformer>(*model_, kernels_for(o_.isa), o_.threads, c.seq_len);
+    transformer_ = std::make_unique<Transformer>(*model_, kernels_for(o_.isa), o_.threads, c.seq_len, o_.parallel);
+    slots_.resize(size_t(o_.parallel));
     jit_options_ = o_.jit;
     if (o_.store) {
       model_store_ = std::make_unique<state::ModelStore>(*o_.store, state::model_identity(*model_), stderr);
@@ -197,7 +237,88 @@ void Server::load() {
     _exit(2);  // the listener is up on another thread: nothing else to unwind
   }
   ready_ = true;
-  std::fprintf(stderr, "bareflow: serve: %s loaded\n", model_name_.c_str());
+  std::fprintf(stderr, "bareflow: serve: %s loaded (%d slots)\n", model_name_.c_str(), o_.parallel);
+  engine();
+}
+
+void Server::engine() {
+  std::vector<BatchToken> batch;
+  std::vector<int> rows;  // the slot of each logits row
+  std::vector<std::string> texts(slots_.size());
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      for (size_t i = 0; i < slots_.size() && !stopping_ && !queue_.empty(); i++) {
+        if (slots_[i].job) continue;
+        slots_[i].job = std::move(queue_.front());
+        queue_.pop_front();
+        slots_[i].completion = std::make_unique<Completion>(*model_, *tokenizer_, slots_[i].job->tokens,
+                                                            slots_[i].job->sampling);
+        busy_++;
+      }
+      if (busy_ == 0) {
+        idle_.notify_all();
+        work_.wait(lock, [&] { return !stopping_ && !queue_.empty(); });
+        continue;
+      }
+    }
+    // The batch: every decoding slot's next token first, then prompt tokens up to the batch size
+    // (a prompt that ends in it also gets its first token with logits).
+    batch.clear();
+    rows.clear();
+    for (size_t i = 0; i < slots_.size(); i++) {
+      Slot& s = slots_[i];
+      if (!s.job) continue;
+      if (s.job->cancelled) s.completion->abort();
+      if (!s.completion->done() && (!o_.prefill || s.completion->prompt_ahead() == 0)) {
+        batch.push_back({s.completion->token(), s.completion->pos(), int(i), true});
+        rows.push_back(int(i));
+      }
+    }
+    for (size_t i = 0; i < slots_.size() && o_.prefill; i++) {
+      Completion* c = slots_[i].job ? slots_[i].completion.get() : nullptr;
+      const int room = Transformer::kMaxBatch - int(batch.size());
+      if (!c || c->done() || c->prompt_ahead() == 0 || room == 0) continue;
+      const int n = std::min(c->prompt_ahead(), room);
+      for (int t = 0; t < n; t++) batch.push_back({c->prompt_at_pos()[t], c->pos() + t, int(i), false});
+      c->skip(n);
+      if (!c->done() && c->prompt_ahead() == 0 && n < room) {
+        batch.push_back({c->token(), c->pos(), int(i), true});
+        rows.push_back(int(i));
+      }
+    }
+    // One decoding slot alone runs forward(): the JIT's kernels and the profiler, as generate.
+    float* logits = nullptr;
+    if (batch.size() == 1 && batch[0].logits) logits = transformer_->forward(batch[0].token, batch[0].pos, batch[0].slot);
+    else if (!batch.empty()) logits = transformer_->forward_batch(batch.data(), int(batch.size()));
+    for (size_t r = 0; r < rows.size(); r++)
+      texts[size_t(rows[r])] = slots_[size_t(rows[r])].completion->step(logits + r * size_t(model_->config.vocab_size));
+
+    std::lock_guard<std::mutex> lock(mu_);
+    for (size_t i = 0; i < slots_.size(); i++) {
+      Slot& s = slots_[i];
+      if (!s.job) continue;
+      const bool done = s.completion->done();
+      if (!texts[i].empty() || done) {
+        s.job->pending += texts[i];
+        texts[i].clear();
+        if (done) {
+          s.job->outcome = s.completion->outcome();
+          s.job->done = true;
+          const Outcome& out = s.job->outcome;
+          prompt_tokens_ += uint64_t(out.prompt_tokens);
+          predicted_ += uint64_t(out.completion_tokens);
+          predicted_us_ += uint64_t(out.seconds * 1e6);
+        }
+        s.job->cv.notify_one();
+      }
+      if (done) {
+        s.job.reset();
+        s.completion.reset();
+        busy_--;
+      }
+    }
+  }
 }
 
 bool Server::respond(Connection& c, const http::request<http::string_body>& req, int status, const std::string& body,
@@ -251,18 +372,31 @@ bool Server::completion(Connection& c, const http::request<http::string_body>& r
   } catch (const Error&) {
     throw HttpError{400, "the prompt is longer than the context of " + std::to_string(ctx) + " tokens"};
   }
-  // The slot, or a place in the bounded queue for it, or 503.
-  if (waiting_.fetch_add(1) >= o_.queue) {
-    waiting_--;
-    throw HttpError{503, "the server is busy (" + std::to_string(o_.queue) + " requests already waiting)"};
+  // A place in the slots or in the bounded queue behind them, or 503.
+  auto job = std::make_shared<Job>();
+  job->tokens = std::move(tokens);
+  job->sampling = p;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) throw HttpError{503, "the server is stopping"};
+    if (int(queue_.size()) + busy_ >= o_.parallel + o_.queue)
+      throw HttpError{503, "the server is busy (" + std::to_string(o_.parallel) + " slots busy and " +
+                               std::to_string(o_.queue) + " requests already waiting)"};
+    queue_.push_back(job);
+    work_.notify_one();
   }
-  std::unique_lock<std::mutex> slot(slot_);
-  waiting_--;
-  busy_ = 1;
-  struct Release {
-    std::atomic<int>& busy;
-    ~Release() { busy = 0; }
-  } release{busy_};
+  // However this returns, a job not done is given up: out of the queue, or its slot freed.
+  struct GiveUp {
+    Server& server;
+    const std::shared_ptr<Job>& job;
+    ~GiveUp() {
+      std::lock_guard<std::mutex> lock(server.mu_);
+      if (job->done) return;
+      job->cancelled = true;
+      auto& q = server.queue_;
+      q.erase(std::remove(q.begin(), q.end(), job), q.end());
+    }
+  } give_up{*this, job};
 
   const std::string id = (chat ? "chatcmpl-" : "cmpl-") + std::to_string(next_id_++);
   const long created = long(std::time(nullptr));
@@ -291,11 +425,21 @@ bool Server::completion(Connection& c, const http::request<http::string_body>& r
       return !c.write_chunk(sse(chunk));
     };
   }
-  const Outcome out = complete(*transformer_, *model_, *tokenizer_, tokens, p, o_.prefill, emit);
-  prompt_tokens_ += uint64_t(out.prompt_tokens);
-  predicted_ += uint64_t(out.completion_tokens);
-  predicted_us_ += uint64_t(out.seconds * 1e6);
-  if (out.aborted) return false;  // the client is gone: the slot is free again at once
+  Outcome out;
+  for (;;) {
+    std::string text;
+    bool done;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      job->cv.wait_for(lock, std::chrono::milliseconds(100), [&] { return !job->pending.empty() || job->done; });
+      text.swap(job->pending);
+      done = job->done;
+      if (done) out = job->outcome;
+    }
+    if (!text.empty() && !emit(text)) return false;  // the client is gone: its slot is freed at once
+    if (done) break;
+    if (text.empty() && c.peer_closed()) return false;
+  }
   const json usage = {{"prompt_tokens", out.prompt_tokens},
                       {"completion_tokens", out.completion_tokens},
                       {"total_tokens", out.prompt_tokens + out.completion_tokens}};
@@ -334,7 +478,7 @@ bool Server::completion(Connection& c, const http::request<http::string_body>& r
   return false;
 }
 
-std::string Server::metrics() const {
+std::string Server::metrics() {
   std::string m;
   const auto metric = [&](const char* name, const char* type, const char* help, double v) {
     char line[256];
@@ -350,9 +494,15 @@ std::string Server::metrics() const {
   metric("tokens_predicted_seconds_total", "counter", "Seconds spent generating.", secs);
   metric("predicted_tokens_seconds", "gauge", "Average generation throughput (tokens/s).",
          secs > 0 ? double(predicted_.load()) / secs : 0);
-  metric("requests_processing", "gauge", "Requests being generated.", double(busy_.load()));
-  metric("requests_deferred", "gauge", "Requests waiting for the slot.", double(waiting_.load()));
-  metric("slots_total", "gauge", "Generation slots.", 1);
+  int busy, waiting;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    busy = busy_;
+    waiting = int(queue_.size());
+  }
+  metric("requests_processing", "gauge", "Requests being generated (slots busy).", double(busy));
+  metric("requests_deferred", "gauge", "Requests waiting for a slot.", double(waiting));
+  metric("slots_total", "gauge", "Generation slots.", double(o_.parallel));
   return m;
 }
 
@@ -420,7 +570,9 @@ void Server::serve_connection(std::shared_ptr<net::io_context> ioc, tcp::socket 
 void Server::stop_on_signal(sigset_t signals) {
   int sig = 0;
   sigwait(&signals, &sig);
-  std::lock_guard<std::mutex> slot(slot_);  // the running generation ends first
+  std::unique_lock<std::mutex> lock(mu_);
+  stopping_ = true;  // running generations end first; no queued one starts
+  idle_.wait(lock, [&] { return busy_ == 0; });
   if (ready_ && jit_) jit_->finish(stderr);
   if (ready_ && model_store_) {
     const double secs = double(predicted_us_.load()) / 1e6;

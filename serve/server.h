@@ -36,7 +36,10 @@ struct Options {
   state::Store* store = nullptr;
   bool chat_template_given = false;
   ChatTemplate chat_template = ChatTemplate::Plain;
-  int queue = 16;             // requests waiting for the slot behind the running one; more get 503
+  // Generation slots (1..Transformer::kMaxBatch), each with a KV cache of the whole context: the
+  // busy ones decode as one batch.
+  int parallel = 4;
+  int queue = 16;             // requests waiting for a slot when all are busy; more get 503
   int max_connections = 256;  // open connections; more are answered 503 and closed
   size_t max_body = 1 << 20;  // request bodies above it get 413
   int timeout_s = 30;         // reading a request, writing a response chunk: slower clients are dropped

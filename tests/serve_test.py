@@ -288,7 +288,7 @@ r = subprocess.run([BAREFLOW, "serve", lone, "--port", "0", "--no-state"], captu
 check("a model without a tokenizer: one line naming it, exit 2", r.returncode == 2 and
       r.stderr.strip().splitlines()[-1].startswith("bareflow: " + lone) and "pass -z" in r.stderr, r.stderr)
 
-for flags, words in ((["--port", "70000"], "--port"), (["--parallel", "4"], "only 1 slot"), (["--chat-template", "nope"], "--chat-template"),
+for flags, words in ((["--port", "70000"], "--port"), (["--parallel", "65"], "--parallel"), (["--chat-template", "nope"], "--chat-template"),
                      (["--host", "not-an-ip", "--port", "0"], "--host"), (["--bogus"], "--bogus")):
     r = subprocess.run([BAREFLOW, "serve", MODEL, "-z", TOK, *flags], capture_output=True, text=True, timeout=30)
     check(f"bad flag {' '.join(flags)}: one line, exit 2", r.returncode == 2 and
