@@ -103,6 +103,8 @@ Transformer::Transformer(const Model& model, const Kernels& kernels, int threads
   hb_.resize(hidden);
   hb2_.resize(hidden);
   q_.resize(dim);
+  k_tmp_.resize(size_t(c.kv_dim()));
+  v_tmp_.resize(size_t(c.kv_dim()));
   att_.resize(size_t(positions_) * size_t(pool_.size()));  // one score row per thread
   logits_.resize(size_t(c.vocab_size));
   const size_t cache = size_t(slots_) * size_t(c.n_layers) * size_t(positions_) * size_t(c.kv_dim());
@@ -199,13 +201,13 @@ float* Transformer::forward(int token, int pos, int slot) {
 
   for (int l = 0; l < c.n_layers; l++) {
     const LayerWeights& lw = w.layers[size_t(l)];
-    float* k = key_cache_.data() + kv_offset(slot, l, pos);
-    float* v = value_cache_.data() + kv_offset(slot, l, pos);
+    float *k = k_tmp_.data(), *v = v_tmp_.data();
 
     // Attention: q, k, v of this position (k and v straight into the cache).
     k_.rmsnorm(xb_.data(), x, lw.rms_att, dim, c.norm_eps);
     attention_projections(size_t(l), q_.data(), k, v);
     k_.rope(q_.data(), k, pos, dim, kv_dim, head_size, c.rope_theta, c.rope_style);
+    store_kv(slot, l, pos, k, v);
     attend(xb_.data(), q_.data(), dim, 1, &self, l);
     matvec(Site::Wo, size_t(l), xb2_.data(), xb_.data());
     for (int i = 0; i < dim; i++) x[i] += xb2_[size_t(i)];
@@ -240,6 +242,16 @@ void Transformer::matmul(float* out, int64_t ldo, const Matrix& W, const float* 
   for_row_chunks(W.rows, [&](int64_t r0, int64_t r1) { k_.matmul(out + r0, ldo, W, x, ldx, xq, n, r0, r1); });
 }
 
+void Transformer::store_kv(int slot, int layer, int pos, const float* k, const float* v) {
+  const Config& c = model_.config;
+  const int hs = c.head_size();
+  for (int h = 0; h < c.n_kv_heads; h++) {
+    const size_t at = kv_offset(slot, layer, h) + size_t(pos) * size_t(hs);
+    std::copy_n(k + h * hs, hs, key_cache_.data() + at);
+    std::copy_n(v + h * hs, hs, value_cache_.data() + at);
+  }
+}
+
 void Transformer::attend(float* out, const float* q, int64_t ld, int n, const BatchToken* b, int layer) {
   struct Job {
     Transformer* self;
@@ -257,10 +269,10 @@ void Transformer::attend(float* out, const float* q, int64_t ld, int n, const Ba
         const Config& c = self.model_.config;
         const int hs = c.head_size(), kv_mul = c.n_heads / c.n_kv_heads;
         const int t = task / c.n_heads, h = task % c.n_heads;
-        const size_t kv_off = self.kv_offset(j.b[t].slot, j.layer, 0) + size_t(h / kv_mul) * size_t(hs);
+        const size_t kv_off = self.kv_offset(j.b[t].slot, j.layer, h / kv_mul);
         self.k_.attention(j.out + t * j.ld + h * hs, self.att_.data() + size_t(thread) * size_t(self.positions_),
                           j.q + t * j.ld + h * hs, self.key_cache_.data() + kv_off, self.value_cache_.data() + kv_off,
-                          j.b[t].pos, hs, c.kv_dim());
+                          j.b[t].pos, hs, hs);
       },
       &job, n * model_.config.n_heads);
 }
@@ -319,9 +331,7 @@ float* Transformer::forward_batch(const BatchToken* b, int n) {
     // earlier tokens of its slot in this batch).
     for (int t = 0; t < n; t++) {
       k_.rope(Q + t * ld, K + t * ldk, b[t].pos, dim, kv_dim, head_size, c.rope_theta, c.rope_style);
-      const size_t at = kv_offset(b[t].slot, l, b[t].pos);
-      std::copy_n(K + t * ldk, kv_dim, key_cache_.data() + at);
-      std::copy_n(V + t * ldk, kv_dim, value_cache_.data() + at);
+      store_kv(b[t].slot, l, b[t].pos, K + t * ldk, V + t * ldk);
     }
     attend(XB, Q, ld, n, b, l);
     matmul(XB2, ld, lw.wo, XB, ld, n);

@@ -97,11 +97,16 @@ class Transformer {
   // Attention of n tokens (each at b[t].pos of b[t].slot) in one layer, all heads, split over the
   // pool: out and q hold one row per token, ld floats apart.
   void attend(float* out, const float* q, int64_t ld, int n, const BatchToken* b, int layer);
-  // Offset of (slot, layer, pos) in the KV caches.
-  size_t kv_offset(int slot, int layer, int pos) const {
-    return ((size_t(slot) * size_t(model_.config.n_layers) + size_t(layer)) * size_t(positions_) + size_t(pos)) *
-           size_t(model_.config.kv_dim());
+  // The KV caches hold each (slot, layer, kv head) as its own run of positions, head_size floats
+  // apart: an attention head streams one contiguous range (positions kv_dim apart measured 2x
+  // slower per token once several slots' caches outgrow the L3 cache).
+  size_t kv_offset(int slot, int layer, int head) const {
+    const Config& c = model_.config;
+    return ((size_t(slot) * size_t(c.n_layers) + size_t(layer)) * size_t(c.n_kv_heads) + size_t(head)) *
+           size_t(positions_) * size_t(c.head_size());
   }
+  // Writes one token's k and v (kv_dim floats each, roped) into the caches.
+  void store_kv(int slot, int layer, int pos, const float* k, const float* v);
 
   const Model& model_;
   const Kernels& k_;
@@ -116,10 +121,11 @@ class Transformer {
   std::vector<float> xb2_;     // (dim,) wo's output, before the residual add
   std::vector<float> hb_;      // (hidden_dim,) w1's output, then silu(w1 x) * w3 x
   std::vector<float> hb2_;     // (hidden_dim,) w3's output (unused once w13 is fused)
-  std::vector<float> q_;       // (dim,) the query; k and v go straight into the caches
+  std::vector<float> q_;       // (dim,) the query
+  std::vector<float> k_tmp_, v_tmp_;  // (kv_dim,) the key and value, before the caches
   std::vector<float> att_;     // (threads, positions) one attention score row per pool thread
   std::vector<float> logits_;  // (vocab_size,)
-  std::vector<float> key_cache_, value_cache_;  // (slots, n_layers, positions, kv_dim)
+  std::vector<float> key_cache_, value_cache_;  // (slots, n_layers, n_kv_heads, positions, head_size)
   std::vector<int8_t> xq_q_;   // (max(dim, hidden_dim),) the int8 activation of the current matvec
   std::vector<float> xq_s_;    // (max(dim, hidden_dim),) its block scales (at most one per element)
   ThreadPool pool_;

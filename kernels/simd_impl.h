@@ -135,11 +135,15 @@ inline __m256 block_scales(const uint16_t* d, __m256i offsets) {
   return _mm256_cvtph_ps(_mm256_castsi256_si128(_mm256_permute4x64_epi64(lo16, 0x08)));
 }
 
-// Lane i of the result = sum of the 8 lanes of v[i] (integer: any order is exact).
+// Lane i of the result = sum of the 8 lanes of v[i] (integer: any order is exact). Unpacks and
+// adds, one uop each, rather than vphaddd (several uops on AMD cores).
 inline __m256i reduce8(const __m256i v[8]) {
-  const __m256i h01 = _mm256_hadd_epi32(v[0], v[1]), h23 = _mm256_hadd_epi32(v[2], v[3]);
-  const __m256i h45 = _mm256_hadd_epi32(v[4], v[5]), h67 = _mm256_hadd_epi32(v[6], v[7]);
-  const __m256i a = _mm256_hadd_epi32(h01, h23), b = _mm256_hadd_epi32(h45, h67);
+  __m256i s[4];
+  for (int k = 0; k < 4; k++)  // lanes of rows 2k, 2k+1 interleaved, pairs summed
+    s[k] = _mm256_add_epi32(_mm256_unpacklo_epi32(v[2 * k], v[2 * k + 1]), _mm256_unpackhi_epi32(v[2 * k], v[2 * k + 1]));
+  // [r0 r1 r2 r3 | r0 r1 r2 r3] and [r4 .. r7 | r4 .. r7], each half a partial sum
+  const __m256i a = _mm256_add_epi32(_mm256_unpacklo_epi64(s[0], s[1]), _mm256_unpackhi_epi64(s[0], s[1]));
+  const __m256i b = _mm256_add_epi32(_mm256_unpacklo_epi64(s[2], s[3]), _mm256_unpackhi_epi64(s[2], s[3]));
   return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20), _mm256_permute2x128_si256(a, b, 0x31));
 }
 
@@ -206,6 +210,26 @@ void quant_rows(float* out, int64_t ldo, const Matrix& W, const QuantizedVector*
         for (int i = 0; i < 8; i++) p[i] = dot_q8(row(i), xv);
         isum[0] = reduce8(p);
       } else {
+#if BF_VNNI
+        // x + 128 (unsigned) against w (signed): one vpdpbusd per token and row, no saturation;
+        // 128 * sum(w), once per block for all tokens, is taken off the exact dot.
+        const __m256i bias = _mm256_set1_epi8(char(0x80));
+        __m256i w[8];
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++) {
+          w[i] = row(i);
+          p[i] = _mm256_dpbusd_epi32(_mm256_setzero_si256(), bias, w[i]);
+        }
+        const __m256i offset = reduce8(p);
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; t++) {
+          const __m256i xu = _mm256_xor_si256(
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[t].q + g * G)), bias);
+#pragma GCC unroll 8
+          for (int i = 0; i < 8; i++) p[i] = _mm256_dpbusd_epi32(_mm256_setzero_si256(), xu, w[i]);
+          isum[t] = _mm256_sub_epi32(reduce8(p), offset);
+        }
+#else
         __m256i mag[8];  // |w| once; each token's x takes w's signs (dot_q8)
 #pragma GCC unroll 8
         for (int i = 0; i < 8; i++) mag[i] = _mm256_abs_epi8(row(i));
@@ -216,6 +240,7 @@ void quant_rows(float* out, int64_t ldo, const Matrix& W, const QuantizedVector*
           for (int i = 0; i < 8; i++) p[i] = udot(mag[i], _mm256_sign_epi8(xv, row(i)));
           isum[t] = reduce8(p);
         }
+#endif
       }
     } else if constexpr (T == DType::Q4_0) {
       const BlockQ4_0* b = static_cast<const BlockQ4_0*>(W.data) + rb * groups + g;
