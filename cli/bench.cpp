@@ -46,8 +46,8 @@ const char kUsage[] =
     "                       ../shared/peers; FLAGS: --shapes, --formats, --threads, --rounds,\n"
     "                       --decode, --prefill, --json, --peers-dir PEERS (bench/tools/peers.py)\n"
     "  --serve [FLAGS]      instead: bareflow serve with 1, 4, 16 streaming clients: aggregate tok/s,\n"
-    "                       first token p50/p99; FLAGS: --shape, --format, --threads, --clients,\n"
-    "                       --tokens, --duration, --json (bench/tools/serve_bench.py)\n"
+    "                       first token p50/p99; FLAGS: --shape, --format, --threads, --parallel,\n"
+    "                       --clients, --tokens, --duration, --json (bench/tools/serve_bench.py)\n"
     "  -h, --help\n";
 
 // bench --peers and --serve: bench/tools/peers.py and serve_bench.py of the source tree this

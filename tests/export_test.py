@@ -173,7 +173,7 @@ else:
     check("coverage: the run under breakpoints prints the golden text", r.returncode == 0 and r.stdout == golden, e)
     check("coverage: one row per origin and a total", all(w in e for w in ("LLVM", "BareFlow", "libstdc++", "\nall ")), e)
     check("coverage: the forward pass ran, bareflow info did not",
-          "_ZN2bf11Transformer7forwardEii" in ran and "_ZN2bf3cli12cmd_generateEiPPc" in ran and
+          "_ZN2bf11Transformer7forwardEiii" in ran and "_ZN2bf3cli12cmd_generateEiPPc" in ran and
           "_ZN2bf3cli8cmd_infoEiPPc" not in ran, "%d functions listed" % len(ran))
     one_line_refusal("coverage without a command", run([BAREFLOW, "coverage"]), ["no command"])
 

@@ -161,7 +161,7 @@ check("stop string: text cut before it, finish_reason stop", st == 200 and "Lily
       body["choices"][0]["finish_reason"] == "stop" and (want := generate("-t", "0", "-n", "80", "-i", PROMPT))
       .startswith(PROMPT + t + "Lily"), (t, body))
 
-# Several clients at once: one slot, each gets its own whole greedy text.
+# Several clients at once, each gets its own whole greedy text.
 results = [None] * 4
 
 
@@ -176,6 +176,41 @@ for th in threads:
     th.join()
 check("4 concurrent requests: all 200, all the greedy text",
       all(r and r[0] == 200 and r[1]["choices"][0]["text"] == text for r in results), results)
+
+# Different prompts, lengths and seeds at once, decoded as one batch over the slots (the default 4;
+# two wait in the queue), some streamed: each is exactly generate's text for its prompt and seed.
+mixed = [("Once upon a time", 30, 7, False), ("The little dog", 55, 11, True), ("Lily and Ben", 20, 3, False),
+         ("One day", 70, 5, True), ("The sun", 12, 9, False), ("Tom had a red ball", 45, 1, True)]
+mixed_out = [None] * len(mixed)
+
+
+def mixed_client(i):
+    prompt, n, seed, stream = mixed[i]
+    body = {"prompt": prompt, "n_predict": n, "temperature": 1.0, "seed": seed, "stream": stream}
+    if stream:
+        st, _, events = sse_events(port, "/completion", body)
+        events = [json.loads(e) for e in events]
+        mixed_out[i] = (st, "".join(e["content"] for e in events), events[-1].get("tokens_evaluated"))
+    else:
+        st, b = request(port, "POST", "/completion", body)
+        mixed_out[i] = (st, b.get("content"), b.get("tokens_evaluated"))
+
+
+threads = [threading.Thread(target=mixed_client, args=(i,)) for i in range(len(mixed))]
+for th in threads:
+    th.start()
+for th in threads:
+    th.join()
+same = []
+for (prompt, n, seed, _), out in zip(mixed, mixed_out):
+    st, content, evaluated = out
+    same.append(st == 200 and generate("-t", "1.0", "-p", "0.9", "-s", str(seed), "-n", str(evaluated + n - 1), "-i",
+                                       prompt) == prompt + content + "\n")
+check("6 concurrent requests over 4 slots (prompts, lengths, seeds differ; 3 streamed): each generate's text",
+      all(same), list(zip(same, mixed_out)))
+st, m = request(port, "GET", "/metrics")
+check("/metrics: 4 slots, none busy after", st == 200 and "bareflow_slots_total 4\n" in m and
+      "bareflow_requests_processing 0\n" in m, m)
 
 # A client that goes away mid-stream frees the slot: the next request is answered.
 s = socket.create_connection(("127.0.0.1", port))
@@ -245,6 +280,24 @@ st, body = request(port, "GET", "/metrics")
 m = re.search(r"^bareflow_tokens_predicted_total (\d+)", body, re.M)
 check("/metrics counts requests and tokens", st == 200 and "bareflow_requests_total" in body and m and int(m.group(1)) > 100,
       body[:300])
+stop(server)
+
+# One slot and no queue: requests beyond it get 503 with an error body, the others their text.
+server, port = start("--parallel", "1", "--queue", "0")
+full = request(port, "POST", "/completion", {"prompt": PROMPT, "n_predict": -1, "temperature": 0})[1]["content"]
+crowd_out = [None] * 6
+crowd = [threading.Thread(target=lambda i=i: crowd_out.__setitem__(i, request(
+    port, "POST", "/completion", {"prompt": PROMPT, "n_predict": -1, "temperature": 0}))) for i in range(6)]
+for th in crowd:
+    th.start()
+for th in crowd:
+    th.join()
+served = [r for r in crowd_out if r[0] == 200]
+print(f"     --parallel 1 --queue 0: {len(served)} of 6 served, {6 - len(served)} refused")
+check("--parallel 1 --queue 0: each answer the whole text or 503 with an error body",
+      served and all(r[1]["content"] == full for r in served) and
+      all(error_shaped(r[0], r[1], 503) and "busy" in r[1]["error"]["message"] for r in crowd_out if r[0] != 200),
+      crowd_out)
 stop(server)
 
 # An API key: every route but /health needs it.

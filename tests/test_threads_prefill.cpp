@@ -12,7 +12,6 @@
 #include "engine/threadpool.h"
 #include "engine/transformer.h"
 #include "kernels/dispatch.h"
-#include "tests/batched_slots_check.h"
 
 namespace bf {
 namespace {
@@ -94,19 +93,6 @@ TEST_P(Models, EveryIsaThreadCountAndPrefillGivesIdenticalLogits) {
             << GetParam() << " isa " << isa_name(isa) << " threads " << threads << (batched ? " prefill" : "");
       }
     }
-  }
-}
-
-TEST_P(Models, SlotsDecodedAsOneBatchGiveEachSlotsForwardLogits) {
-  const std::unique_ptr<Model> m = load_model(std::string(BF_SHARED_MODELS) + "/" + GetParam());
-  for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
-    if (!isa_supported(isa)) {
-      std::printf("[  SKIPPED ] %s: this CPU has no %s\n", GetParam(), isa_name(isa));
-      continue;
-    }
-    for (int threads : {1, 2})
-      testing::expect_batched_slots_match_forward(
-          *m, kernels_for(isa), threads, (std::string(GetParam()) + " " + isa_name(isa) + " threads " + std::to_string(threads)).c_str());
   }
 }
 

@@ -13,7 +13,6 @@
 #include "engine/model.h"
 #include "engine/transformer.h"
 #include "kernels/dispatch.h"
-#include "tests/batched_slots_check.h"
 
 namespace bf::bench {
 namespace {
@@ -54,24 +53,6 @@ TEST_P(Synthetic, LoadsWithTheRequestedShapeAndRuns) {
     t.prefill(tokens, 4, 0);
     const float* logits = t.forward(tokens[4], 4);
     for (int i = 0; i < c.vocab_size; i++) ASSERT_TRUE(std::isfinite(logits[i])) << i;
-  }
-  std::remove(path.c_str());
-}
-
-// GQA, a separate classifier and every weight type: the batched decode of several slots.
-TEST_P(Synthetic, SlotsDecodedAsOneBatchGiveEachSlotsForwardLogits) {
-  const std::string path = temp_path(std::string("slots-") + dtype_name(GetParam()));
-  write_synthetic_gguf(path, kTiny, GetParam(), 11);
-  {
-    const std::unique_ptr<Model> m = load_model(path);
-    for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
-      if (!isa_supported(isa)) {
-        std::printf("[  SKIPPED ] %s: this CPU has no %s\n", dtype_name(GetParam()), isa_name(isa));
-        continue;
-      }
-      testing::expect_batched_slots_match_forward(*m, kernels_for(isa), 2,
-                                                  (std::string(dtype_name(GetParam())) + " " + isa_name(isa)).c_str());
-    }
   }
   std::remove(path.c_str());
 }

@@ -4,7 +4,7 @@ clients at once, each sending streamed greedy completions for DURATION seconds: 
 tok/s (and its ratio to one client), and time to first token p50/p99 (from sending a request to
 its first streamed piece).
 usage: serve_bench.py BAREFLOW SYNTH_MODEL TOKENIZER [--shape S] [--format F] [--threads T]
-                      [--clients 1,4,16] [--tokens N] [--duration S] [--json]"""
+                      [--parallel N] [--clients 1,4,16] [--tokens N] [--duration S] [--json]"""
 import argparse
 import http.client
 import json
@@ -56,6 +56,7 @@ def main():
     ap.add_argument("--shape", default="stories110M")
     ap.add_argument("--format", default="q8_0")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--parallel", type=int, default=4)
     ap.add_argument("--clients", default="1,4,16")
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--duration", type=float, default=20)
@@ -73,7 +74,7 @@ def main():
         if r.returncode != 0:
             sys.exit("serve bench: " + r.stderr.strip())
         server = subprocess.Popen([a.bareflow, "serve", model, "-z", a.tokenizer, "--port", "0", "-T", str(a.threads),
-                                   "--no-state", "--queue", str(max(clients) + 1)], stderr=subprocess.PIPE, text=True)
+                                   "--no-state", "--parallel", str(a.parallel), "--queue", str(max(clients) + 1)], stderr=subprocess.PIPE, text=True)
         m = re.search(r":(\d+) ", server.stderr.readline())
         if not m:
             sys.exit("serve bench: the server did not start")
@@ -109,10 +110,10 @@ def main():
         subprocess.run(["rm", "-rf", work])
     if a.json:
         for r in rows:
-            print(json.dumps(dict(r, model=a.shape, format=a.format, threads=a.threads)))
+            print(json.dumps(dict(r, model=a.shape, format=a.format, threads=a.threads, slots=a.parallel)))
         return 0
     one = rows[0]["aggregate_tok_s"] if rows and rows[0]["clients"] == 1 else None
-    print(f"bareflow serve: {a.shape} {a.format}, {a.threads} threads, streamed greedy completions of {a.tokens} tokens, "
+    print(f"bareflow serve: {a.shape} {a.format}, {a.threads} threads, {a.parallel} slots, streamed greedy completions of {a.tokens} tokens, "
           f"{a.duration:.0f} s per row")
     print("| clients | requests | aggregate tok/s | vs 1 client | first token p50 s | p99 s |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: |")
