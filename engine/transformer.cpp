@@ -228,18 +228,32 @@ void Transformer::split_rows(MatvecFn fn, float* out, const Matrix& W, const flo
   for_row_chunks(W.rows, [&](int64_t r0, int64_t r1) { fn(out + r0, W, x, xq, r0, r1); });
 }
 
-void Transformer::matmul(float* out, int64_t ldo, const Matrix& W, const float* x, int64_t ldx, int n) {
+void Transformer::matmul_group(float* const* out, const int64_t* ldo, const Matrix* const* W, int m, const float* x,
+                               int64_t ldx, int n) {
+  assert(m >= 1 && m <= 3);
+  for (int i = 1; i < m; i++)
+    if (W[i]->type != W[0]->type || W[i]->group != W[0]->group || W[i]->cols != W[0]->cols) {
+      for (int k = 0; k < m; k++) matmul_group(out + k, ldo + k, W + k, 1, x, ldx, n);
+      return;
+    }
   const QuantizedVector* xq = nullptr;
-  if (matrix_uses_quantized_activation(W)) {
+  if (matrix_uses_quantized_activation(*W[0])) {
     const size_t stride = bxq_q_.size() / size_t(kMaxBatch);
     for (int t = 0; t < n; t++) {
-      bxq_[size_t(t)] = {bxq_q_.data() + size_t(t) * stride, bxq_s_.data() + size_t(t) * stride, W.cols,
-                         matrix_group(W)};
+      bxq_[size_t(t)] = {bxq_q_.data() + size_t(t) * stride, bxq_s_.data() + size_t(t) * stride, W[0]->cols,
+                         matrix_group(*W[0])};
       k_.quantize(bxq_[size_t(t)], x + t * ldx);
     }
     xq = bxq_.data();
   }
-  for_row_chunks(W.rows, [&](int64_t r0, int64_t r1) { k_.matmul(out + r0, ldo, W, x, ldx, xq, n, r0, r1); });
+  int64_t first[4] = {0};  // the stacked rows of matrix i: [first[i], first[i + 1])
+  for (int i = 0; i < m; i++) first[i + 1] = first[i] + W[i]->rows;
+  for_row_chunks(first[m], [&](int64_t r0, int64_t r1) {
+    for (int i = 0; i < m; i++) {
+      const int64_t lo = std::max(r0, first[i]) - first[i], hi = std::min(r1, first[i + 1]) - first[i];
+      if (lo < hi) k_.matmul(out[i] + lo, ldo[i], *W[i], x, ldx, xq, n, lo, hi);
+    }
+  });
 }
 
 void Transformer::store_kv(int slot, int layer, int pos, const float* k, const float* v) {
@@ -324,9 +338,12 @@ float* Transformer::forward_batch(const BatchToken* b, int n) {
   for (int l = 0; l < c.n_layers; l++) {
     const LayerWeights& lw = w.layers[size_t(l)];
     for (int t = 0; t < n; t++) k_.rmsnorm(XB + t * ld, X + t * ld, lw.rms_att, dim, c.norm_eps);
-    matmul(Q, ld, lw.wq, XB, ld, n);
-    matmul(K, ldk, lw.wk, XB, ld, n);
-    matmul(V, ldk, lw.wv, XB, ld, n);
+    {
+      float* const out[3] = {Q, K, V};
+      const int64_t lds[3] = {ld, ldk, ldk};
+      const Matrix* const W[3] = {&lw.wq, &lw.wk, &lw.wv};
+      matmul_group(out, lds, W, 3, XB, ld, n);
+    }
     // Each token's k and v into its slot's caches, before any token attends (a token sees the
     // earlier tokens of its slot in this batch).
     for (int t = 0; t < n; t++) {
@@ -339,8 +356,12 @@ float* Transformer::forward_batch(const BatchToken* b, int n) {
       for (int i = 0; i < dim; i++) X[t * ld + i] += XB2[t * ld + i];
 
     for (int t = 0; t < n; t++) k_.rmsnorm(XB + t * ld, X + t * ld, lw.rms_ffn, dim, c.norm_eps);
-    matmul(HB, ldh, lw.w1, XB, ld, n);
-    matmul(HB2, ldh, lw.w3, XB, ld, n);
+    {
+      float* const out[2] = {HB, HB2};
+      const int64_t lds[2] = {ldh, ldh};
+      const Matrix* const W[2] = {&lw.w1, &lw.w3};
+      matmul_group(out, lds, W, 2, XB, ld, n);
+    }
     for (int t = 0; t < n; t++) k_.swiglu(HB + t * ldh, HB2 + t * ldh, hidden);
     matmul(XB, ld, lw.w2, HB, ldh, n);
     for (int t = 0; t < n; t++)

@@ -93,7 +93,16 @@ class Transformer {
   // Splits W's rows over the pool: fn(out + r0, W, x, xq, r0, r1) per chunk.
   void split_rows(MatvecFn fn, float* out, const Matrix& W, const float* x, const QuantizedVector* xq);
   // out[t*ldo ..] = W x[t*ldx ..] for t < n, with the batched kernel, rows split over the pool.
-  void matmul(float* out, int64_t ldo, const Matrix& W, const float* x, int64_t ldx, int n);
+  void matmul(float* out, int64_t ldo, const Matrix& W, const float* x, int64_t ldx, int n) {
+    float* const outs[1] = {out};
+    const int64_t ldos[1] = {ldo};
+    const Matrix* const Ws[1] = {&W};
+    matmul_group(outs, ldos, Ws, 1, x, ldx, n);
+  }
+  // matmul() of m matrices on the same x (wq/wk/wv, w1/w3): x quantized once and all their rows
+  // in one pool pass (one barrier instead of m), when they agree in type, group and width.
+  void matmul_group(float* const* out, const int64_t* ldo, const Matrix* const* W, int m, const float* x, int64_t ldx,
+                    int n);
   // Attention of n tokens (each at b[t].pos of b[t].slot) in one layer, all heads, split over the
   // pool: out and q hold one row per token, ld floats apart.
   void attend(float* out, const float* q, int64_t ld, int n, const BatchToken* b, int layer);
