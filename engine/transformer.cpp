@@ -203,7 +203,7 @@ float* Transformer::forward(int token, int pos, int slot) {
     const LayerWeights& lw = w.layers[size_t(l)];
     float *k = k_tmp_.data(), *v = v_tmp_.data();
 
-    // Attention: q, k, v of this position (k and v straight into the cache).
+    // Attention: q, k, v of this position (k and v into the caches once roped).
     k_.rmsnorm(xb_.data(), x, lw.rms_att, dim, c.norm_eps);
     attention_projections(size_t(l), q_.data(), k, v);
     k_.rope(q_.data(), k, pos, dim, kv_dim, head_size, c.rope_theta, c.rope_style);

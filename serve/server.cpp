@@ -252,7 +252,7 @@ void Server::engine() {
         if (slots_[i].job) continue;
         slots_[i].job = std::move(queue_.front());
         queue_.pop_front();
-        slots_[i].completion = std::make_unique<Completion>(*model_, *tokenizer_, slots_[i].job->tokens,
+        slots_[i].completion = std::make_unique<Completion>(*model_, *tokenizer_, std::move(slots_[i].job->tokens),
                                                             slots_[i].job->sampling);
         busy_++;
       }

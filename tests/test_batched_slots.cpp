@@ -14,6 +14,7 @@
 #include "engine/model.h"
 #include "engine/transformer.h"
 #include "kernels/dispatch.h"
+#include "tests/stories260k_files.h"
 
 namespace bf {
 namespace {
@@ -94,15 +95,7 @@ TEST_P(RealModels, SlotsDecodedAsOneBatchGiveEachSlotsForwardLogits) {
   });
 }
 
-INSTANTIATE_TEST_SUITE_P(Stories260K, RealModels,
-                         ::testing::Values("stories260K.bin", "stories260K-f32.gguf", "stories260K-q8_0.gguf",
-                                           "stories260K-q8_runq.bin"),
-                         [](const auto& info) {
-                           std::string s = info.param;
-                           for (char& c : s)
-                             if (!isalnum(uint8_t(c))) c = '_';
-                           return s;
-                         });
+INSTANTIATE_TEST_SUITE_P(Stories260K, RealModels, testing::stories260k_files(), testing::file_test_name);
 
 class SyntheticTypes : public ::testing::TestWithParam<DType> {};
 

@@ -12,6 +12,7 @@
 #include "engine/threadpool.h"
 #include "engine/transformer.h"
 #include "kernels/dispatch.h"
+#include "tests/stories260k_files.h"
 
 namespace bf {
 namespace {
@@ -96,15 +97,7 @@ TEST_P(Models, EveryIsaThreadCountAndPrefillGivesIdenticalLogits) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Stories260K, Models,
-                         ::testing::Values("stories260K.bin", "stories260K-f32.gguf", "stories260K-q8_0.gguf",
-                                           "stories260K-q8_runq.bin"),
-                         [](const auto& info) {
-                           std::string s = info.param;
-                           for (char& c : s)
-                             if (!isalnum(uint8_t(c))) c = '_';
-                           return s;
-                         });
+INSTANTIATE_TEST_SUITE_P(Stories260K, Models, testing::stories260k_files(), testing::file_test_name);
 
 }  // namespace
 }  // namespace bf
