@@ -198,6 +198,11 @@ std::vector<BenchResult> run_bench(const BenchOptions& o, FILE* log) {
     std::fprintf(log, "bench: wrote %s (%.0f MB) in %.1f s\n", file.path().c_str(), double(file_bytes) / 1e6,
                  seconds_since(tw));
     const std::unique_ptr<Model> model = load_model(file.path());
+    if (o.repack) {
+      const Clock::time_point tr = Clock::now();
+      const uint64_t bytes = repack_weights(*model);
+      std::fprintf(log, "bench: repacked %.0f MB in %.2f s\n", double(bytes) / 1e6, seconds_since(tr));
+    }
     // The mapping keeps the bytes: unlinking now leaves nothing behind even if the bench is killed.
     if (o.keep) {
       file.keep();

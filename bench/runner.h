@@ -31,6 +31,7 @@ struct BenchOptions {
   int decode = 32;        // decode tokens per run
   std::string dir;        // where synthetic model files are written (and deleted)
   bool keep = false;      // leave them there (to rerun them with generate --profile)
+  bool repack = true;     // repack_weights after loading, as generate does (--no-repack: not)
   std::vector<JitMode> jit;  // O0, O1, O2, O3, tiered in that order, or none
 };
 

@@ -91,7 +91,7 @@ int run(int argc, char** argv) {
   }
   cli::finish_run_flags(r);
 
-  const std::unique_ptr<Model> model = load_model(r.model_path);
+  const std::unique_ptr<Model> model = cli::load_run_model(r);
   const ModelIdentity id = model_identity(*model);
   if (const std::string why = native::appliance_mismatch(payload, native::host_cpu_features(), id.hash, id.description);
       !why.empty())

@@ -37,6 +37,7 @@ const char kUsage[] =
     "  --decode N           decode tokens per run (default 32)\n"
     "  --dir DIR            where the model files go (default: $TMPDIR, else /tmp)\n"
     "  --keep               leave the model files there (deleted by default)\n"
+    "  --no-repack          kernels on the file's weight layout, not the repacked one\n"
     "  --jit                also decode with the JIT (every site compiled at O0, O1, O2, O3, and\n"
     "                       tiered once every site runs at O3): columns per tier, O3/AOT, the\n"
     "                       tiered run's seconds to O3 everywhere and its compile ms\n"
@@ -136,6 +137,8 @@ int cmd_bench(int argc, char** argv) {
       o.dir = a.value(f);
     } else if (f == "--keep") {
       o.keep = true;
+    } else if (f == "--no-repack") {
+      o.repack = false;
     } else if (f == "--jit") {
       // Each column is generate's --jit=MODE; a build without LLVM rejects the flag here.
       o.jit.clear();  // a repeated --jit must not add columns

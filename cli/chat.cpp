@@ -27,7 +27,7 @@ const char kUsage[] =
     "  --chat-template NAME    plain, llama2, zephyr, chatml (default: the GGUF's own, else plain)\n"
     "  -n, --steps N           at most N tokens per reply (default 256)\n"
     "  -s, --seed N            reply k is sampled with seed N + k (default: from the clock)\n"
-    "  MODEL/-m, -z, -t, -p, -T, --isa, --no-prefill and the JIT flags: as for generate\n";
+    "  MODEL/-m, -z, -t, -p, -T, --isa, --no-prefill, --no-repack and the JIT flags: as for generate\n";
 
 }  // namespace
 
@@ -57,7 +57,7 @@ int cmd_chat(int argc, char** argv) {
   }
   if (r.prompt.size()) fail("-i", "chat takes its turns from stdin, not -i");
   finish_run_flags(r);
-  const std::unique_ptr<Model> model = load_model(r.model_path);
+  const std::unique_ptr<Model> model = load_run_model(r);
   const Config& c = model->config;
   const std::string tokenizer_path = tokenizer_file(*model, r.tokenizer_path);
   const Tokenizer tokenizer = tokenizer_path.empty() ? Tokenizer::from_vocab(*model->vocab)

@@ -168,7 +168,9 @@ int cmd_export(int argc, char** argv) {
   state::Store store = state::Store::open(state_path, so);
   if (!store.problems().empty())
     fail(state_path, "the store is damaged (" + store.problems()[0] + "); run bareflow generate on it to repair it, then export");
+  // Repacked as generate repacks by default: the layout is part of the identity the code is for.
   const std::unique_ptr<Model> model = load_model(model_path);
+  repack_weights(*model);
   state::ModelStore model_store(store, state::model_identity(*model), stderr);
   const state::ModelState& m = model_store.model();
   if (m.runs == 0) fail(state_path, "holds no runs of " + model_path + " (run bareflow generate on it first)");

@@ -198,7 +198,7 @@ int cmd_generate(int argc, char** argv) {
     profile_json->refuse_input(g.run.tokenizer_path, "tokenizer");
   }
 
-  const std::unique_ptr<Model> model = load_model(g.run.model_path);
+  const std::unique_ptr<Model> model = load_run_model(g.run);
   const Config& c = model->config;
   const std::string tokenizer_path = tokenizer_file(*model, g.run.tokenizer_path);
   if (profile_json) profile_json->refuse_input(tokenizer_path, "tokenizer");

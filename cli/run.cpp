@@ -25,7 +25,9 @@ const char kRunUsage[] =
     "  -n, --steps N               positions including the prompt; 0 = the context length (default 256)\n"
     "  -T, --threads N             threads splitting matmul rows (default: online cores; 1 creates none)\n"
     "  --isa[=]ISA                 kernels: scalar, avx2, avx512 or auto (default: auto = best supported)\n"
-    "  --no-prefill                feed the prompt token by token instead of as one batch\n";
+    "  --no-prefill                feed the prompt token by token instead of as one batch\n"
+    "  --no-repack                 keep Q8_0/Q4_0 weights in the file's layout (default: repacked at\n"
+    "                              load into 8-row blocks, the SIMD kernels' layout; same output)\n";
 
 namespace {
 
@@ -91,6 +93,8 @@ bool parse_model_flag(const std::string& f, Args& a, RunFlags& r) {
     r.isa = parse_isa("--isa", f == "--isa" ? a.value(f) : f.substr(6));
   } else if (f == "--no-prefill") {
     r.prefill = false;
+  } else if (f == "--no-repack") {
+    r.repack = false;
   } else if (!f.empty() && f[0] != '-' && r.model_path.empty()) {
     r.model_path = f;
   } else if (!f.empty() && f[0] != '-') {
@@ -122,6 +126,12 @@ bool parse_run_flag(const std::string& f, Args& a, RunFlags& r) {
     return false;
   }
   return true;
+}
+
+std::unique_ptr<Model> load_run_model(const RunFlags& r) {
+  std::unique_ptr<Model> m = load_model(r.model_path);
+  if (r.repack) repack_weights(*m);
+  return m;
 }
 
 void finish_run_flags(RunFlags& r) {

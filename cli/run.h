@@ -29,6 +29,7 @@ struct RunFlags {
   int threads = ThreadPool::default_threads();
   Isa isa = best_isa();
   bool prefill = true;
+  bool repack = true;  // --no-repack: the kernels read the weights in the file's layout
 };
 
 // Consumes flag `f` (and its value from `a`) if it is one of RunFlags' or the model's path; false
@@ -37,6 +38,8 @@ bool parse_run_flag(const std::string& f, Args& a, RunFlags& r);
 // The same for the flags that pick the model and the engine only (-m/MODEL, -z, -T, --isa,
 // --no-prefill), not a run's prompt, sampling or length: for commands such as serve.
 bool parse_model_flag(const std::string& f, Args& a, RunFlags& r);
+// load_model, then repack_weights unless --no-repack.
+std::unique_ptr<Model> load_run_model(const RunFlags& r);
 // After the flags: the default model when none was given, the seed from the clock when 0.
 void finish_run_flags(RunFlags& r);
 

@@ -35,7 +35,7 @@ const char kUsage[] =
     "  --timeout SEC            per read of a request and per write of a response (default 30)\n"
     "  --state FILE, --no-state the persistent store, as for generate: a warm start from it, and the\n"
     "                           run recorded into it when SIGINT or SIGTERM stops the server\n"
-    "  -T, --threads N          threads (default: online cores); --isa ISA; --no-prefill\n";
+    "  -T, --threads N          threads (default: online cores); --isa ISA; --no-prefill; --no-repack\n";
 
 }  // namespace
 
@@ -85,6 +85,7 @@ int cmd_serve(int argc, char** argv) {
   o.tokenizer_for = [flag = r.tokenizer_path](const Model& m) { return tokenizer_file(m, flag); };
   o.threads = r.threads;
   o.isa = r.isa;
+  o.repack = r.repack;
   o.prefill = r.prefill;
   const std::unique_ptr<state::Store> store =
       use_state ? open_store(state_path, state_named, state::Options{}.max_bytes) : nullptr;

@@ -140,6 +140,41 @@ MappedFile MappedFile::open(const std::string& path) {
   return f;
 }
 
+void MappedFile::drop_pages(const void* p, size_t n) const {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p), base = reinterpret_cast<uintptr_t>(data_);
+  if (!owned_ || a < base || a + n > base + size_) return;
+  const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+  const uintptr_t lo = (a + page - 1) / page * page, hi = (a + n) / page * page;
+  if (lo < hi) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+}
+
+AnonymousMemory::~AnonymousMemory() {
+  if (data_) munmap(data_, size_);
+}
+
+AnonymousMemory::AnonymousMemory(AnonymousMemory&& o) noexcept
+    : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+
+AnonymousMemory& AnonymousMemory::operator=(AnonymousMemory&& o) noexcept {
+  if (this != &o) {
+    if (data_) munmap(data_, size_);
+    data_ = std::exchange(o.data_, nullptr);
+    size_ = std::exchange(o.size_, 0);
+  }
+  return *this;
+}
+
+AnonymousMemory AnonymousMemory::allocate(size_t size) {
+  AnonymousMemory m;
+  if (size == 0) return m;
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return m;
+  madvise(p, size, MADV_HUGEPAGE);
+  m.data_ = static_cast<uint8_t*>(p);
+  m.size_ = size;
+  return m;
+}
+
 MappedFile MappedFile::borrow(const void* data, size_t size) {
   MappedFile f;
   f.data_ = static_cast<const uint8_t*>(data);

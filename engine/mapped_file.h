@@ -25,6 +25,10 @@ class MappedFile {
   static MappedFile borrow(const void* data, size_t size);
 
   const uint8_t* data() const { return data_; }
+  // Tells the kernel the whole pages inside [p, p + n) will not be read again, so they leave this
+  // process's resident set (a later read would fetch them again: nothing is lost). Advisory:
+  // borrowed bytes, and a kernel that ignores the hint, keep them.
+  void drop_pages(const void* p, size_t n) const;
   size_t size() const { return size_; }
 
  private:
@@ -34,6 +38,27 @@ class MappedFile {
   size_t size_ = 0;
   bool owned_ = false;
   int slot_ = -1;  // index in the registry of live mappings the SIGBUS handler consults
+};
+
+// Zero-filled private memory of its own mapping, asked for in huge pages (the kernel may decline):
+// large read-mostly buffers such as repacked weights, streamed once per token (fewer TLB misses).
+class AnonymousMemory {
+ public:
+  AnonymousMemory() = default;
+  ~AnonymousMemory();
+  AnonymousMemory(const AnonymousMemory&) = delete;
+  AnonymousMemory& operator=(const AnonymousMemory&) = delete;
+  AnonymousMemory(AnonymousMemory&& o) noexcept;
+  AnonymousMemory& operator=(AnonymousMemory&& o) noexcept;
+
+  // Null data() when the memory cannot be mapped.
+  static AnonymousMemory allocate(size_t size);
+  uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  uint8_t* data_ = nullptr;
+  size_t size_ = 0;
 };
 
 }  // namespace bf

@@ -167,6 +167,7 @@ ModelIdentity model_identity(const Model& m) {
                 double(c.rope_theta), int(c.rope_style));
   d += buf;
   auto matrix = [&](const char* name, const Matrix& w) {
+    // The types as laid out in memory (Q8_0x8 once repacked): what compiled code is made for.
     std::snprintf(buf, sizeof buf, " %s=%s/%d/%" PRId64 "x%" PRId64, name, dtype_name(w.type), int(w.group), w.rows,
                   w.cols);
     d += buf;

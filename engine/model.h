@@ -63,6 +63,7 @@ struct Model {
   std::unique_ptr<EmbeddedVocab> vocab;  // null for llama2.c files
   MappedFile file;
   std::vector<float> owned;  // f32 norm vectors converted from F16 storage (small)
+  AnonymousMemory repacked;  // the repacked matrices (repack_weights), or none
 
   uint64_t parameter_count() const;
   // Bytes of weights read to produce one token: every matrix once plus one embedding row.
@@ -74,6 +75,14 @@ struct Model {
 std::unique_ptr<Model> load_model(const std::string& path);
 // The same from bytes already in memory (`name` is used in messages): fuzzers and tests.
 std::unique_ptr<Model> load_model(const std::string& name, MappedFile file);
+
+// Replaces the view of every repackable matrix (kernels.h: Q8_0 and Q4_0 with rows % 8 == 0 and
+// cols % 32 == 0) by its repacked form (Q8_0x8, Q4_0x8) in m.repacked, piece by piece, dropping
+// the file pages each piece was read from: the weights stay resident once, not twice. Every
+// kernel computes the same bits from either layout; the SIMD ones read the repacked one with
+// contiguous loads and no cross-lane reduction. Returns the bytes repacked; throws Error naming
+// the file when the memory for them cannot be allocated.
+uint64_t repack_weights(Model& m);
 
 // Format-specific loaders (engine/llama2c.cpp, engine/gguf.cpp); `model.file` is already mapped.
 void load_llama2c(Model& model);

@@ -118,6 +118,7 @@ Transformer::Transformer(const Model& model, const Kernels& kernels, int threads
   const size_t widest = std::max(dim, hidden);
   xq_q_.resize(widest);
   xq_s_.resize(widest);
+  xq_sums_.resize(widest);
 }
 
 const Matrix& Transformer::site_matrix(Site s, size_t layer) const {
@@ -139,7 +140,7 @@ const Matrix& Transformer::site_matrix(Site s, size_t layer) const {
 void Transformer::matvec(Site s, size_t layer, float* out, const float* x) {
   const Matrix& W = site_matrix(s, layer);
   const MatvecFn fn = site_kernel_[size_t(s)].load(std::memory_order_acquire);
-  QuantizedVector xq{xq_q_.data(), xq_s_.data(), W.cols, matrix_group(W)};
+  QuantizedVector xq{xq_q_.data(), xq_s_.data(), W.cols, matrix_group(W), xq_sums_.data()};
   const bool quantized = matrix_uses_quantized_activation(W);
   if (quantized) k_.quantize(xq, x);
   const uint64_t t0 = observer_ ? prof::cycles() : 0;
@@ -150,7 +151,7 @@ void Transformer::matvec(Site s, size_t layer, float* out, const float* x) {
 void Transformer::fused_matvec(Fusion f, FusedFn fn, float* const* out, const Matrix* const* W, int n,
                                const float* x) {
   const Matrix& W0 = *W[0];
-  QuantizedVector xq{xq_q_.data(), xq_s_.data(), W0.cols, matrix_group(W0)};
+  QuantizedVector xq{xq_q_.data(), xq_s_.data(), W0.cols, matrix_group(W0), xq_sums_.data()};
   const bool quantized = matrix_uses_quantized_activation(W0);
   if (quantized) k_.quantize(xq, x);  // once for the whole group
   int64_t rows = W0.rows;
@@ -241,7 +242,7 @@ void Transformer::matmul_group(float* const* out, const int64_t* ldo, const Matr
     const size_t stride = bxq_q_.size() / size_t(kMaxBatch);
     for (int t = 0; t < n; t++) {
       bxq_[size_t(t)] = {bxq_q_.data() + size_t(t) * stride, bxq_s_.data() + size_t(t) * stride, W[0]->cols,
-                         matrix_group(*W[0])};
+                         matrix_group(*W[0]), bxq_sums_.data() + size_t(t) * stride};
       k_.quantize(bxq_[size_t(t)], x + t * ldx);
     }
     xq = bxq_.data();
@@ -324,6 +325,7 @@ float* Transformer::forward_batch(const BatchToken* b, int n) {
     bhb2_.resize(B * wh);
     bxq_q_.resize(B * std::max(wd, wh));
     bxq_s_.resize(B * std::max(wd, wh));
+    bxq_sums_.resize(B * std::max(wd, wh));
     bxq_.resize(B);
     blogits_.resize(size_t(slots_) * size_t(c.vocab_size));
   }

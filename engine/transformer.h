@@ -137,6 +137,7 @@ class Transformer {
   std::vector<float> key_cache_, value_cache_;  // (slots, n_layers, n_kv_heads, positions, head_size)
   std::vector<int8_t> xq_q_;   // (max(dim, hidden_dim),) the int8 activation of the current matvec
   std::vector<float> xq_s_;    // (max(dim, hidden_dim),) its block scales (at most one per element)
+  std::vector<int32_t> xq_sums_;  // (max(dim, hidden_dim),) its block sums (the repacked kernels' term)
   ThreadPool pool_;
   // Batch buffers, allocated by the first forward_batch(): rows padded() floats apart.
   std::vector<float> bx_, bxb_, bxb2_, bq_;  // (kMaxBatch, dim) x_, xb_, xb2_, q_ per token
@@ -145,6 +146,7 @@ class Transformer {
   std::vector<float> bhb_, bhb2_;            // (kMaxBatch, hidden_dim) hb_, hb2_ per token
   std::vector<int8_t> bxq_q_;                // (kMaxBatch, max(dim, hidden_dim)) int8 activations
   std::vector<float> bxq_s_;                 // (kMaxBatch, max(dim, hidden_dim)) their scales
+  std::vector<int32_t> bxq_sums_;            // (kMaxBatch, max(dim, hidden_dim)) their block sums
   std::vector<QuantizedVector> bxq_;         // (kMaxBatch,) views of the two above
 };
 

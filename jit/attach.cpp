@@ -77,7 +77,8 @@ double o3_vs_interp_speedup(const Matrix& W) {
   for (size_t i = 0; i < x.size(); i++) x[i] = float(int(i % 17) - 8) / 8.0f;
   std::vector<int8_t> q(x.size());
   std::vector<float> s(x.size());
-  QuantizedVector xq{q.data(), s.data(), W.cols, matrix_group(W)};
+  std::vector<int32_t> sums(x.size());
+  QuantizedVector xq{q.data(), s.data(), W.cols, matrix_group(W), sums.data()};
   const bool quantized = matrix_uses_quantized_activation(W);
   if (quantized) reference_kernels().quantize(xq, x.data());
   const auto seconds = [&](MatvecFn fn, int64_t rows) {

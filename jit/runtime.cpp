@@ -280,6 +280,7 @@ void Runtime::enqueue(Job j, const float* x, const QuantizedVector* xq) {
   if (xq) {
     j.q.assign(xq->q, xq->q + xq->n);
     j.s.assign(xq->s, xq->s + xq->n / xq->group);
+    if (xq->sums) j.sums.assign(xq->sums, xq->sums + xq->n / xq->group);
   }
   // A fixed tier is compiled on the forward thread, so that every later call runs at that tier.
   if (!thread_.joinable()) {
@@ -408,7 +409,8 @@ std::string Runtime::verify(const Job& j, const Variant& v, const Kernels& again
     n = fusion_sites(Fusion(j.unit - kSiteCount), sites);
     for (int i = 0; i < n; i++) W[i] = &t_.site_matrix(sites[i]);
   }
-  QuantizedVector xq{const_cast<int8_t*>(j.q.data()), const_cast<float*>(j.s.data()), j.W.cols, matrix_group(j.W)};
+  QuantizedVector xq{const_cast<int8_t*>(j.q.data()), const_cast<float*>(j.s.data()), j.W.cols, matrix_group(j.W),
+                     j.sums.empty() ? nullptr : const_cast<int32_t*>(j.sums.data())};
   const QuantizedVector* xqp = j.quantized ? &xq : nullptr;
   // The reference's outputs in the variant's row space: the matrices' rows stacked (W13: w1's rows
   // after swiglu), starting at base[i].

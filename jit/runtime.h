@@ -125,6 +125,7 @@ class Runtime final : public MatvecObserver, public prof::VariantSource {
     std::vector<float> x{};
     std::vector<int8_t> q{};
     std::vector<float> s{};
+    std::vector<int32_t> sums{};  // empty when the call's activation carried none
     bool quantized = false;
   };
   struct Unit {

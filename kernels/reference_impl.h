@@ -20,14 +20,71 @@ const char* dtype_name(DType t) {
     case DType::Q8_0: return "Q8_0";
     case DType::Q4_0: return "Q4_0";
     case DType::Q8_G: return "Q8_G";
+    case DType::Q8_0x8: return "Q8_0x8";
+    case DType::Q4_0x8: return "Q4_0x8";
   }
   return "?";
+}
+
+DType file_dtype(DType t) {
+  switch (t) {
+    case DType::Q8_0x8: return DType::Q8_0;
+    case DType::Q4_0x8: return DType::Q4_0;
+    default: return t;
+  }
+}
+
+DType repacked_dtype(DType t) {
+  switch (t) {
+    case DType::Q8_0: return DType::Q8_0x8;
+    case DType::Q4_0: return DType::Q4_0x8;
+    default: return t;
+  }
+}
+
+bool repackable(const Matrix& W) {
+  return (W.type == DType::Q8_0 || W.type == DType::Q4_0) && W.rows % 8 == 0 && W.cols % kBlock == 0;
+}
+
+void repack_matrix(void* dst, const Matrix& W, int64_t g0, int64_t g1) {
+  assert(repackable(W) && 0 <= g0 && g0 <= g1 && g1 <= W.rows / 8);
+  const int64_t blocks = W.cols / kBlock;  // per row
+  // 4-byte words: word k of row i's block goes to word 8k + i (an 8 x 8 or 8 x 4 transpose).
+  const auto move_words = [](uint8_t* to, const void* from, int i, int words, uint32_t flip) {
+    for (int k = 0; k < words; k++) {
+      uint32_t v;
+      std::memcpy(&v, static_cast<const uint8_t*>(from) + 4 * k, 4);
+      v ^= flip;
+      std::memcpy(to + 32 * k + 4 * i, &v, 4);
+    }
+  };
+  for (int64_t R = g0; R < g1; R++) {
+    for (int64_t g = 0; g < blocks; g++) {
+      if (W.type == DType::Q8_0) {
+        BlockQ8_0x8& o = static_cast<BlockQ8_0x8*>(dst)[R * blocks + g];
+        for (int i = 0; i < 8; i++) {
+          const BlockQ8_0& b = static_cast<const BlockQ8_0*>(W.data)[(8 * R + i) * blocks + g];
+          o.d[i] = b.d;
+          move_words(o.qs, b.qs, i, kBlock / 4, 0x80808080u);
+        }
+      } else {
+        BlockQ4_0x8& o = static_cast<BlockQ4_0x8*>(dst)[R * blocks + g];
+        for (int i = 0; i < 8; i++) {
+          const BlockQ4_0& b = static_cast<const BlockQ4_0*>(W.data)[(8 * R + i) * blocks + g];
+          o.d[i] = b.d;
+          move_words(o.qs, b.qs, i, kBlock / 8, 0);
+        }
+      }
+    }
+  }
 }
 
 int32_t matrix_group(const Matrix& m) {
   switch (m.type) {
     case DType::Q8_0:
-    case DType::Q4_0: return kBlock;
+    case DType::Q4_0:
+    case DType::Q8_0x8:
+    case DType::Q4_0x8: return kBlock;
     case DType::Q8_G: return m.group;
     default: return 1;
   }
@@ -38,8 +95,10 @@ uint64_t matrix_bytes(const Matrix& m) {
   switch (m.type) {
     case DType::F32: return n * 4;
     case DType::F16: return n * 2;
-    case DType::Q8_0: return (n / kBlock) * sizeof(BlockQ8_0);
-    case DType::Q4_0: return (n / kBlock) * sizeof(BlockQ4_0);
+    case DType::Q8_0:
+    case DType::Q8_0x8: return (n / kBlock) * sizeof(BlockQ8_0);
+    case DType::Q4_0:
+    case DType::Q4_0x8: return (n / kBlock) * sizeof(BlockQ4_0);
     case DType::Q8_G: return n + (n / uint64_t(m.group)) * 4;
   }
   return 0;
@@ -101,6 +160,30 @@ uint16_t f32_to_fp16(float f) {
 
 namespace {
 
+// Row `row`'s block column g of a repacked matrix as the block it was repacked from.
+BlockQ8_0 unpack_q8_0x8(const Matrix& W, int64_t row, int64_t g) {
+  const BlockQ8_0x8& p = static_cast<const BlockQ8_0x8*>(W.data)[(row / 8) * (W.cols / kBlock) + g];
+  const int i = int(row % 8);
+  BlockQ8_0 b;
+  b.d = p.d[i];
+  for (int e = 0; e < kBlock; e++) b.qs[e] = int8_t(p.qs[32 * (e / 4) + 4 * i + e % 4] ^ 0x80);
+  return b;
+}
+
+BlockQ4_0 unpack_q4_0x8(const Matrix& W, int64_t row, int64_t g) {
+  const BlockQ4_0x8& p = static_cast<const BlockQ4_0x8*>(W.data)[(row / 8) * (W.cols / kBlock) + g];
+  const int i = int(row % 8);
+  BlockQ4_0 b;
+  b.d = p.d[i];
+  for (int e = 0; e < kBlock / 2; e++) b.qs[e] = p.qs[32 * (e / 4) + 4 * i + e % 4];
+  return b;
+}
+
+float q4_0_element(const BlockQ4_0& b, int j) {
+  const int nib = j < 16 ? (b.qs[j] & 0x0f) : (b.qs[j - 16] >> 4);
+  return fp16_to_f32(b.d) * float(nib - 8);
+}
+
 // Element e of a quantized / half stream, dequantized.
 float element(const Matrix& W, int64_t e) {
   switch (W.type) {
@@ -110,14 +193,15 @@ float element(const Matrix& W, int64_t e) {
       const BlockQ8_0& b = static_cast<const BlockQ8_0*>(W.data)[e / kBlock];
       return fp16_to_f32(b.d) * float(b.qs[e % kBlock]);
     }
-    case DType::Q4_0: {
-      const BlockQ4_0& b = static_cast<const BlockQ4_0*>(W.data)[e / kBlock];
-      const int j = int(e % kBlock);
-      const int nib = j < 16 ? (b.qs[j] & 0x0f) : (b.qs[j - 16] >> 4);
-      return fp16_to_f32(b.d) * float(nib - 8);
-    }
+    case DType::Q4_0: return q4_0_element(static_cast<const BlockQ4_0*>(W.data)[e / kBlock], int(e % kBlock));
     case DType::Q8_G:
       return float(static_cast<const int8_t*>(W.data)[e]) * W.scales[e / W.group];
+    case DType::Q8_0x8: {  // rows start on block boundaries (repackable)
+      const BlockQ8_0 b = unpack_q8_0x8(W, e / W.cols, (e % W.cols) / kBlock);
+      return fp16_to_f32(b.d) * float(b.qs[e % kBlock]);
+    }
+    case DType::Q4_0x8:
+      return q4_0_element(unpack_q4_0x8(W, e / W.cols, (e % W.cols) / kBlock), int(e % kBlock));
   }
   return 0.0f;
 }
@@ -135,6 +219,11 @@ void ref_quantize(QuantizedVector& xq, const float* x) {
       const float v = scale != 0.0f ? xg[i] / scale : 0.0f;
       xq.q[g * xq.group + i] = int8_t(std::lround(v));
     }
+    if (xq.sums) {
+      int32_t sum = 0;
+      for (int i = 0; i < xq.group; i++) sum += xq.q[g * xq.group + i];
+      xq.sums[g] = sum;
+    }
   }
 }
 
@@ -149,14 +238,16 @@ float dot_quantized(const Matrix& W, int64_t row, const QuantizedVector& xq) {
     int32_t isum = 0;
     float wscale = 0.0f;
     switch (W.type) {
-      case DType::Q8_0: {
-        const BlockQ8_0& b = static_cast<const BlockQ8_0*>(W.data)[g0 + g];
+      case DType::Q8_0:
+      case DType::Q8_0x8: {
+        const BlockQ8_0 b = W.type == DType::Q8_0 ? static_cast<const BlockQ8_0*>(W.data)[g0 + g] : unpack_q8_0x8(W, row, g);
         for (int i = 0; i < kBlock; i++) isum += int32_t(b.qs[i]) * xs[i];
         wscale = fp16_to_f32(b.d);
         break;
       }
-      case DType::Q4_0: {
-        const BlockQ4_0& b = static_cast<const BlockQ4_0*>(W.data)[g0 + g];
+      case DType::Q4_0:
+      case DType::Q4_0x8: {
+        const BlockQ4_0 b = W.type == DType::Q4_0 ? static_cast<const BlockQ4_0*>(W.data)[g0 + g] : unpack_q4_0x8(W, row, g);
         for (int i = 0; i < kBlock / 2; i++) {
           isum += (int32_t(b.qs[i] & 0x0f) - 8) * xs[i];
           isum += (int32_t(b.qs[i] >> 4) - 8) * xs[i + kBlock / 2];

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "kernels/kernels.h"
 
@@ -297,6 +298,105 @@ void quant_rows(float* out, int64_t ldo, const Matrix& W, const QuantizedVector*
   for (int t = 0; t < NT; t++) _mm256_storeu_ps(out + t * ldo, acc[t]);
 }
 
+// Repacked rows 8R..8R+7 (BlockQ8_0x8 / BlockQ4_0x8) against NT quantized activations: out[t * ldo
+// + i] = reference dot_quantized(row 8R+i, xq[t]). Each 32-byte load holds 4 weights of every row,
+// dotted with the activation's 4 matching bytes broadcast to all lanes, so each lane accumulates
+// its own row: no reduction, and the 8 scales are one load. The weights are unsigned (Q8_0: w +
+// 128; Q4_0: nibbles, value n - 8), so the exact dot is the unsigned one minus c * sum(x) (c = 128
+// or 8), sum(x) from xq[t].sums. The k loop is outermost so that each weight load serves NT tokens.
+template <DType T, int NT>
+void packed_rows(float* out, int64_t ldo, const Matrix& W, const QuantizedVector* xq, int64_t R,
+                 const uint8_t* next, int64_t next_bytes) {
+  const int64_t groups = W.cols / kBlock;
+  constexpr bool kQ8 = T == DType::Q8_0x8;
+  using Block = std::conditional_t<kQ8, BlockQ8_0x8, BlockQ4_0x8>;
+  const Block* b = static_cast<const Block*>(W.data) + R * groups;
+  __m256 acc[NT];
+  for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
+  const __m256i m4 = _mm256_set1_epi8(0x0f);
+  Prefetcher pf(next, next_bytes, groups);
+  for (int64_t g = 0; g < groups; g++) {
+    pf.step();
+    const uint8_t* qs = b[g].qs;
+    const auto load = [&](int k) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * k)); };
+    // x's bytes 4k..4k+3 of token t in every lane
+    const auto xk = [&](int t, int k) {
+      return _mm256_set1_epi32(reinterpret_cast<const int32_t*>(xq[t].q + g * kBlock)[k]);
+    };
+    __m256i isum[NT];
+    for (int t = 0; t < NT; t++) isum[t] = _mm256_setzero_si256();
+#if BF_VNNI
+    if constexpr (kQ8) {
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; k++) {
+        const __m256i w = load(k);
+#pragma GCC unroll 16
+        for (int t = 0; t < NT; t++) isum[t] = _mm256_dpbusd_epi32(isum[t], w, xk(t, k));
+      }
+    } else {
+#pragma GCC unroll 4
+      for (int k = 0; k < 4; k++) {
+        const __m256i q = load(k);
+        const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+#pragma GCC unroll 16
+        for (int t = 0; t < NT; t++)
+          isum[t] = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(isum[t], lo, xk(t, k)), hi, xk(t, k + 4));
+      }
+    }
+#else
+    if constexpr (kQ8) {
+      // vpmaddubsw would saturate on w + 128: back to signed w, then |w| against x with w's sign.
+      const __m256i bias = _mm256_set1_epi8(char(0x80)), one = _mm256_set1_epi16(1);
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; k++) {
+        const __m256i w = _mm256_xor_si256(load(k), bias), mag = _mm256_abs_epi8(w);
+#pragma GCC unroll 16
+        for (int t = 0; t < NT; t++)
+          isum[t] = _mm256_add_epi32(
+              isum[t], _mm256_madd_epi16(_mm256_maddubs_epi16(mag, _mm256_sign_epi8(xk(t, k), w)), one));
+      }
+    } else {
+      // Nibble pair sums are at most 2 * 15 * 127: eight of them still fit int16.
+      __m256i s16[NT];
+      for (int t = 0; t < NT; t++) s16[t] = _mm256_setzero_si256();
+#pragma GCC unroll 4
+      for (int k = 0; k < 4; k++) {
+        const __m256i q = load(k);
+        const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+#pragma GCC unroll 16
+        for (int t = 0; t < NT; t++)
+          s16[t] = _mm256_add_epi16(_mm256_add_epi16(s16[t], _mm256_maddubs_epi16(lo, xk(t, k))),
+                                    _mm256_maddubs_epi16(hi, xk(t, k + 4)));
+      }
+      for (int t = 0; t < NT; t++) isum[t] = _mm256_madd_epi16(s16[t], _mm256_set1_epi16(1));
+    }
+#endif
+    const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b[g].d)));
+#pragma GCC unroll 16
+    for (int t = 0; t < NT; t++) {
+#if BF_VNNI
+      constexpr int kShift = kQ8 ? 7 : 3;  // c = 128 or 8
+#else
+      constexpr int kShift = kQ8 ? -1 : 3;  // AVX2 Q8_0 dotted signed w: nothing to take off
+#endif
+      if constexpr (kShift >= 0) isum[t] = _mm256_sub_epi32(isum[t], _mm256_set1_epi32(xq[t].sums[g] << kShift));
+      // reference: sum += float(isum) * wscale * xq.s[g]
+      acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(isum[t]), d),
+                                                   _mm256_set1_ps(xq[t].s[g])));
+    }
+  }
+  for (int t = 0; t < NT; t++) _mm256_storeu_ps(out + t * ldo, acc[t]);
+}
+
+bool packed(const Matrix& W) { return W.type == DType::Q8_0x8 || W.type == DType::Q4_0x8; }
+
+// rows.template operator()<T>() with T W's repacked type.
+template <class Rows>
+void with_packed_type(DType type, const Rows& rows) {
+  if (type == DType::Q8_0x8) rows.template operator()<DType::Q8_0x8>();
+  else rows.template operator()<DType::Q4_0x8>();
+}
+
 bool simd_quantized(const Matrix& W) {
   return W.type == DType::Q8_0 || W.type == DType::Q4_0 || (W.type == DType::Q8_G && W.group % 32 == 0);
 }
@@ -307,7 +407,9 @@ int64_t row_offset(const Matrix& W, int64_t r) {
     case DType::F32: return r * W.cols * 4;
     case DType::F16: return r * W.cols * 2;
     case DType::Q8_0: return r * (W.cols / kBlock) * int64_t(sizeof(BlockQ8_0));
-    case DType::Q4_0: return r * (W.cols / kBlock) * int64_t(sizeof(BlockQ4_0));
+    case DType::Q4_0:
+    case DType::Q4_0x8: return r * (W.cols / kBlock) * int64_t(sizeof(BlockQ4_0));  // r % 8 == 0 for x8
+    case DType::Q8_0x8: return r * (W.cols / kBlock) * int64_t(sizeof(BlockQ8_0));
     default: return r * W.cols;  // Q8_G int8 stream
   }
 }
@@ -317,6 +419,9 @@ int64_t row_offset(const Matrix& W, int64_t r) {
 constexpr int kTokenBlock = 64;
 constexpr int64_t kColChunk = 512;
 constexpr int kNT = 8;
+// Repacked int8: tokens per pass over a row group. AVX-512's 32 vector registers hold 8 tokens'
+// integer and float accumulators; AVX2's 16 hold 4.
+constexpr int kPackedNT = BF_VNNI ? 8 : 4;
 
 // rows.template operator()<T>() with T the int8 type W has (simd_quantized: Q8_0, Q4_0, else Q8_G).
 template <class Rows>
@@ -349,7 +454,18 @@ void matvec(float* out, const Matrix& W, const float* x, const QuantizedVector* 
   const BlockAhead ahead{W, r1};
   const bool quant = matrix_uses_quantized_activation(W);
   int64_t r = r0;
-  if (quant && simd_quantized(W)) {
+  if (packed(W)) {
+    // Whole 8-row groups here; a range starting inside one (and the tail) goes to the reference.
+    const int64_t head = std::min(r1, (r0 + 7) & ~int64_t(7));
+    if (r0 < head) reference_kernels().matvec(out, W, x, xq, r0, head);
+    r = head;
+    if (xq->sums) {
+      const auto rows = [&]<DType T>() {
+        for (; r + 8 <= r1; r += 8) packed_rows<T, 1>(out + (r - r0), 0, W, xq, r / 8, ahead.next(r), ahead.bytes(r));
+      };
+      with_packed_type(W.type, rows);
+    }
+  } else if (quant && simd_quantized(W)) {
     // Q4_0's offset term depends on the activation only: once per call (up to 64K columns).
     constexpr int64_t kMaxBlocks = 2048;
     int32_t x8[kMaxBlocks];
@@ -386,7 +502,27 @@ void matmul(float* out, int64_t ldo, const Matrix& W, const float* x, int64_t ld
   const BlockAhead ahead{W, r1};
   const bool quant = matrix_uses_quantized_activation(W);
   int64_t r = r0;
-  if (quant && simd_quantized(W)) {
+  if (packed(W)) {
+    const int64_t head = std::min(r1, (r0 + 7) & ~int64_t(7));
+    if (r0 < head) reference_kernels().matmul(out, ldo, W, x, ldx, xq, n, r0, head);
+    r = head;
+    bool sums = true;
+    for (int t = 0; t < n; t++) sums = sums && xq[t].sums;
+    // kPackedNT tokens per pass over a row group (its blocks stay in L1/L2 for the later passes).
+    const auto rows = [&]<DType T>() {
+      for (; sums && r + 8 <= r1; r += 8) {
+        const auto pass = [&]<int NT>(int t) {
+          packed_rows<T, NT>(out + t * ldo + (r - r0), ldo, W, xq + t, r / 8, t == 0 ? ahead.next(r) : nullptr,
+                             ahead.bytes(r));
+        };
+        int t = 0;
+        for (; t + kPackedNT <= n; t += kPackedNT) pass.template operator()<kPackedNT>(t);
+        for (; t + 4 <= n; t += 4) pass.template operator()<4>(t);
+        for (; t < n; t++) pass.template operator()<1>(t);
+      }
+    };
+    with_packed_type(W.type, rows);
+  } else if (quant && simd_quantized(W)) {
     // 16 tokens per pass over a row block, then 4, then one at a time; only the first pass streams
     // the block from memory (prefetching the one ahead), later ones hit the cache.
     const auto rows = [&]<DType T>() {
@@ -513,20 +649,24 @@ void quantize(QuantizedVector& xq, const float* x) {
     int8_t* q = xq.q + g * G;
     if (scale == 0.0f) {
       std::memset(q, 0, size_t(G));
+      if (xq.sums) xq.sums[g] = 0;
       continue;
     }
     const __m256 vs = _mm256_set1_ps(scale);
+    __m256i total = _mm256_setzero_si256();
     for (int i = 0; i < G; i += 8) {
       const __m256 v = _mm256_div_ps(_mm256_loadu_ps(xg + i), vs);
       const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
       const __m256 away = _mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_sub_ps(v, t)), half, _CMP_GE_OQ);
       const __m256 r = _mm256_add_ps(t, _mm256_and_ps(away, _mm256_or_ps(_mm256_and_ps(v, sign), one)));
       const __m256i i32 = _mm256_cvttps_epi32(r);
+      total = _mm256_add_epi32(total, i32);
       const __m256i i8 = _mm256_packs_epi16(_mm256_packs_epi32(i32, i32), _mm256_setzero_si256());
       // bytes 0..3 of each 128-bit lane hold elements 0..3 and 4..7
       const __m128i lo = _mm256_castsi256_si128(i8), hi = _mm256_extracti128_si256(i8, 1);
       _mm_storel_epi64(reinterpret_cast<__m128i*>(q + i), _mm_unpacklo_epi32(lo, hi));
     }
+    if (xq.sums) xq.sums[g] = _mm256_cvtsi256_si32(hsum_broadcast(total));
   }
 }
 

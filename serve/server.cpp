@@ -215,6 +215,7 @@ class Server {
 void Server::load() {
   try {
     model_ = load_model(o_.model_path);
+    if (o_.repack) repack_weights(*model_);
     const Config& c = model_->config;
     const std::string tokenizer_path = o_.tokenizer_for(*model_);
     tokenizer_ = std::make_unique<Tokenizer>(tokenizer_path.empty() ? Tokenizer::from_vocab(*model_->vocab, o_.model_path)

@@ -29,6 +29,7 @@ struct Options {
   int threads = 1;
   Isa isa = Isa::Scalar;
   bool prefill = true;
+  bool repack = true;  // repack_weights after loading
   jit::Options jit;
   bool jit_given = false;  // a --jit flag: the store does not choose the policy then
   // The persistent store (generate's): a warm start from it, and at SIGINT/SIGTERM the run's outcome

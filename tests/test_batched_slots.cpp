@@ -115,6 +115,46 @@ TEST_P(SyntheticTypes, SlotsDecodedAsOneBatchGiveEachSlotsForwardLogits) {
   std::remove(path.c_str());
 }
 
+// Repacked weights (repack_weights: Q8_0x8, Q4_0x8) against the file's layout under the scalar
+// reference: forward's logits at every position equal, for every ISA, and the batched slots agree
+// with forward on the repacked model. Two shapes: a separate classifier with a vocabulary that
+// cannot be repacked (300 rows), and an embedding shared with the classifier that can (304).
+TEST_P(SyntheticTypes, RepackedWeightsGiveTheFileLayoutsLogits) {
+  const char* tmp = std::getenv("TMPDIR");
+  for (const bench::ModelShape& shape : {bench::ModelShape{"separate", 64, 96, 2, 4, 2, 300, 32, false},
+                                         bench::ModelShape{"shared", 64, 160, 2, 4, 4, 304, 32, true}}) {
+    const std::string what = std::string(dtype_name(GetParam())) + " " + shape.name;
+    const std::string path = std::string(tmp && *tmp ? tmp : "/tmp") + "/bf-repack-test-" + std::to_string(getpid()) +
+                             "-" + dtype_name(GetParam()) + "-" + shape.name + ".gguf";
+    bench::write_synthetic_gguf(path, shape, GetParam(), 5);
+    {
+      const std::unique_ptr<Model> file = load_model(path), packed = load_model(path);
+      const bool quantized = GetParam() == DType::Q8_0 || GetParam() == DType::Q4_0;
+      ASSERT_EQ(repack_weights(*packed) > 0, quantized) << what;
+      if (quantized) {
+        EXPECT_EQ(packed->weights.layers[0].w1.type, repacked_dtype(GetParam())) << what;
+        EXPECT_EQ(packed->weights.token_embedding.type == GetParam(), shape.vocab_size % 8 != 0) << what;
+        EXPECT_EQ(packed->weights.classifier.data == packed->weights.token_embedding.data, shape.shared_classifier) << what;
+      }
+      const int vocab = shape.vocab_size;
+      Transformer reference(*file, reference_kernels(), 1);
+      std::vector<std::vector<float>> want;
+      for (int pos = 0; pos < shape.seq_len; pos++) {
+        const float* l = reference.forward((pos * 37 + 1) % vocab, pos);
+        want.emplace_back(l, l + vocab);
+      }
+      for_each_isa(what, [&](Isa isa) {
+        Transformer t(*packed, kernels_for(isa), 2);
+        for (int pos = 0; pos < shape.seq_len; pos++)
+          ASSERT_EQ(std::memcmp(t.forward((pos * 37 + 1) % vocab, pos), want[size_t(pos)].data(), size_t(vocab) * 4), 0)
+              << what << " " << isa_name(isa) << " position " << pos;
+        expect_batched_slots_match_forward(*packed, kernels_for(isa), 2, (what + " repacked " + isa_name(isa)).c_str());
+      });
+    }
+    std::remove(path.c_str());
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Types, SyntheticTypes, ::testing::Values(DType::F32, DType::F16, DType::Q8_0, DType::Q4_0),
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
 

@@ -67,7 +67,7 @@ inline bf::Matrix constant_shape(const bf::Matrix& W, int64_t rows) {
 // xq with the site's constants in place of its length and group (in *q), or null.
 inline const bf::QuantizedVector* constant_shape(const bf::QuantizedVector* xq, bf::QuantizedVector* q) {
   if (!xq) return nullptr;
-  *q = {xq->q, xq->s, bf_spec_cols, bf_spec_group};
+  *q = {xq->q, xq->s, bf_spec_cols, bf_spec_group, xq->sums};
   return q;
 }
 

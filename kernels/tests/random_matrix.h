@@ -64,7 +64,21 @@ inline RandomMatrix random_matrix(DType type, int64_t rows, int64_t cols, int32_
       for (float& s : t.scales) s = std::uniform_real_distribution<float>(0.001f, 0.05f)(rng);
       t.m.scales = t.scales.data();
       break;
+    case DType::Q8_0x8:
+    case DType::Q4_0x8:  // made by repacked() from a Q8_0 / Q4_0 one
+      break;
   }
+  t.m.data = t.bytes.data();
+  return t;
+}
+
+// W (repackable) in its repacked layout, with its own bytes.
+inline RandomMatrix repacked(const RandomMatrix& src) {
+  RandomMatrix t;
+  t.m = src.m;
+  t.bytes.resize(size_t(matrix_bytes(src.m)));
+  repack_matrix(t.bytes.data(), src.m, 0, src.m.rows / 8);
+  t.m.type = repacked_dtype(src.m.type);
   t.m.data = t.bytes.data();
   return t;
 }
@@ -75,6 +89,7 @@ struct RandomActivation {
   std::vector<float> x;
   std::vector<int8_t> q;
   std::vector<float> s;
+  std::vector<int32_t> sums;
   QuantizedVector xq;
   bool use_q = false;
   const QuantizedVector* quantized() const { return use_q ? &xq : nullptr; }
@@ -86,7 +101,8 @@ inline RandomActivation random_activation(const Matrix& W, std::mt19937& rng) {
   for (float& v : a.x) v = std::uniform_real_distribution<float>(-2.0f, 2.0f)(rng);
   a.q.resize(a.x.size());
   a.s.resize(a.x.size());
-  a.xq = {a.q.data(), a.s.data(), W.cols, matrix_group(W)};
+  a.sums.resize(a.x.size());
+  a.xq = {a.q.data(), a.s.data(), W.cols, matrix_group(W), a.sums.data()};
   a.use_q = matrix_uses_quantized_activation(W);
   if (a.use_q) reference_kernels().quantize(a.xq, a.x.data());
   return a;

@@ -101,6 +101,58 @@ TEST_P(SimdKernels, MatmulEqualsMatvecPerToken) {
   }
 }
 
+// The repacked layouts (Q8_0x8, Q4_0x8) against the reference on the file's layout: matvec over
+// whole and partial row ranges (starting inside an 8-row group), matmul with token counts that
+// take every pass width, and the embedding lookup. The reference on the repacked bytes must agree
+// as well: it is the fallback for partial groups.
+TEST_P(SimdKernels, RepackedEqualsReferenceOnFileLayout) {
+  const Kernels& ref = reference_kernels();
+  const Shape shapes[] = {{DType::Q8_0, 8, 32, 0},   {DType::Q8_0, 40, 288, 0}, {DType::Q8_0, 16, 1056, 0},
+                          {DType::Q4_0, 8, 32, 0},   {DType::Q4_0, 40, 288, 0}, {DType::Q4_0, 24, 2048, 0}};
+  for (const Shape& s : shapes) {
+    std::mt19937 rng(uint32_t(s.rows * 131 + s.cols));
+    const RandomMatrix file = random_matrix(s.type, s.rows, s.cols, 0, rng);
+    ASSERT_TRUE(repackable(file.m));
+    const RandomMatrix packed = test::repacked(file);
+    const std::string what = std::string(dtype_name(packed.m.type)) + " " + std::to_string(s.rows) + "x" +
+                             std::to_string(s.cols);
+    const test::RandomActivation a = test::random_activation(file.m, rng);
+    for (const auto& [r0, r1] : {std::pair<int64_t, int64_t>{0, s.rows}, {3, s.rows}, {8, s.rows - 5}}) {
+      if (r0 >= r1) continue;
+      std::vector<float> want(size_t(r1 - r0)), got(size_t(r1 - r0), NAN), got_ref(size_t(r1 - r0), NAN);
+      ref.matvec(want.data(), file.m, a.x.data(), a.quantized(), r0, r1);
+      k().matvec(got.data(), packed.m, a.x.data(), a.quantized(), r0, r1);
+      ref.matvec(got_ref.data(), packed.m, a.x.data(), a.quantized(), r0, r1);
+      const std::string rows = " rows " + std::to_string(r0) + ".." + std::to_string(r1);
+      expect_same(want, got, what + rows);
+      expect_same(want, got_ref, what + " (reference)" + rows);
+    }
+    for (int64_t row : {int64_t(0), s.rows - 1, s.rows / 2 + 1}) {
+      std::vector<float> want(size_t(s.cols)), got(size_t(s.cols), NAN);
+      ref.dequantize_row(want.data(), file.m, row);
+      k().dequantize_row(got.data(), packed.m, row);
+      expect_same(want, got, what + " dequantized row " + std::to_string(row));
+    }
+    // 1, 3: singles; 4: one pass of 4; 7: 4 + 3; 8: the AVX-512 pass; 23: 8 + 8 + 4 + 3 (AVX2 4s).
+    for (const int n : {1, 3, 4, 7, 8, 23}) {
+      std::vector<test::RandomActivation> acts;
+      std::vector<QuantizedVector> xq;
+      const int64_t ldx = s.cols;
+      std::vector<float> x;
+      for (int t = 0; t < n; t++) {
+        acts.push_back(test::random_activation(file.m, rng));
+        x.insert(x.end(), acts.back().x.begin(), acts.back().x.end());
+      }
+      for (const auto& act : acts) xq.push_back(act.xq);
+      const int64_t ldo = s.rows + 3;
+      std::vector<float> want(size_t(n * ldo), 0.0f), got(size_t(n * ldo), 0.0f);
+      for (int t = 0; t < n; t++) ref.matvec(want.data() + t * ldo, file.m, x.data() + t * ldx, &xq[size_t(t)], 0, s.rows);
+      k().matmul(got.data(), ldo, packed.m, x.data(), ldx, xq.data(), n, 0, s.rows);
+      expect_same(want, got, what + ", " + std::to_string(n) + " tokens");
+    }
+  }
+}
+
 TEST_P(SimdKernels, AttentionEqualsReferenceBitForBit) {
   const Kernels& ref = reference_kernels();
   std::mt19937 rng(5);
@@ -138,6 +190,17 @@ TEST_P(SimdKernels, QuantizeEqualsReferenceBitForBit) {
     ref.quantize(a, x.data());
     k().quantize(b, x.data());
     ASSERT_EQ(qa, qb) << "group " << group;
+    // With sums requested, both also write each group's sum of q.
+    std::vector<int32_t> suma(size_t(n / group), -1), sumb(size_t(n / group), -2);
+    a.sums = suma.data(), b.sums = sumb.data();
+    ref.quantize(a, x.data());
+    k().quantize(b, x.data());
+    for (int64_t g = 0; g < n / group; g++) {
+      int32_t want = 0;
+      for (int i = 0; i < group; i++) want += qa[size_t(g * group + i)];
+      ASSERT_EQ(suma[size_t(g)], want) << "reference, group " << g;
+      ASSERT_EQ(sumb[size_t(g)], want) << "group " << g;
+    }
     ASSERT_EQ(std::memcmp(sa.data(), sb.data(), size_t(n / group) * 4), 0) << "group " << group;
   }
 }
