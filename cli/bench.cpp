@@ -31,7 +31,7 @@ const char kUsage[] =
     "                       (with --format only: stories15M,stories110M)\n"
     "  --format LIST        f32,f16,q8_0,q4_0 (with --model-shape only: f32,q8_0,q4_0)\n"
     "  -T, --threads LIST   thread counts (default: online cores)\n"
-    "  --isa[=]ISA          scalar, avx2, avx512 or auto (default: auto)\n"
+    "  --isa[=]ISA          scalar, avx2, avx512, avxvnni or auto (default: auto)\n"
     "  --runs N             timed runs per row, median reported (default 5)\n"
     "  --prompt N           prefill tokens per run (default 128)\n"
     "  --decode N           decode tokens per run (default 32)\n"

@@ -24,7 +24,7 @@ const char kRunUsage[] =
     "  -s, --seed N                RNG seed (default: time)\n"
     "  -n, --steps N               positions including the prompt; 0 = the context length (default 256)\n"
     "  -T, --threads N             threads splitting matmul rows (default: online cores; 1 creates none)\n"
-    "  --isa[=]ISA                 kernels: scalar, avx2, avx512 or auto (default: auto = best supported)\n"
+    "  --isa[=]ISA                 kernels: scalar, avx2, avx512, avxvnni or auto (default: auto = best supported)\n"
     "  --no-prefill                feed the prompt token by token instead of as one batch\n"
     "  --no-repack                 keep Q8_0/Q4_0 weights in the file's layout (default: repacked at\n"
     "                              load into 8-row blocks, the SIMD kernels' layout; same output)\n";

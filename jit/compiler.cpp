@@ -139,7 +139,8 @@ bool has_all(const std::string& features, std::string_view list) {
 // interpreter runs scalar IR only.
 const char* kernel_family(const std::string& features, bool interp) {
   if (interp || !has_all(features, "+avx2,+fma,+f16c")) return "reference";
-  return has_all(features, "+avx512f,+avx512bw,+avx512vl,+avx512dq,+avx512vnni") ? "avx512" : "avx2";
+  if (has_all(features, "+avx512f,+avx512bw,+avx512vl,+avx512dq,+avx512vnni")) return "avx512";
+  return has_all(features, "+avxvnni") ? "avxvnni" : "avx2";
 }
 
 Expected<std::unique_ptr<Module>> specialize(LLVMContext& ctx, const Spec& spec, const std::string& name,
@@ -175,7 +176,7 @@ Expected<std::unique_ptr<Module>> specialize(LLVMContext& ctx, const Spec& spec,
   if (reassoc) allow_reassociation(M);
   Function* entry = nullptr;
   for (const char* k : {"matvec", "qkv", "w13"})
-    for (const char* f : {"reference", "avx2", "avx512"}) {
+    for (const char* f : {"reference", "avx2", "avx512", "avxvnni"}) {
       const std::string e = std::string("bf_jit_") + k + "_" + f;
       Function* fn = M.getFunction(e);
       if (!fn) return err("kernel bitcode has no " + e);

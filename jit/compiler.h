@@ -51,7 +51,8 @@ struct Variant {
   // Compiled tiers: the relocatable object the code was linked from (what the store keeps).
   std::shared_ptr<const std::string> object;
   // The kernel family compiled, as kernels/dispatch.cpp names the AOT ones: "reference" (the
-  // interpreter, hosts without AVX2), "avx2", "avx512" (AVX-512 with VNNI).
+  // interpreter, hosts without AVX2), "avx2", "avx512" (AVX-512 with VNNI), "avxvnni" (AVX-VNNI
+  // without AVX-512).
   const char* family = "";
 };
 

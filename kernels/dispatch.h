@@ -16,6 +16,7 @@ enum class Isa : uint8_t {
   Scalar,  // the reference
   Avx2,    // AVX2 + FMA + F16C
   Avx512,  // AVX-512 F/BW/VL/DQ + VNNI (int8 dot products with vpdpbusd)
+  AvxVnni,  // AVX2 + FMA + F16C + AVX-VNNI (vpdpbusd, VEX form): after Avx512 where both exist
 };
 const char* isa_name(Isa isa);
 // True when the CPU and the OS (XCR0 register state) support `isa`.

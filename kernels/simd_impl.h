@@ -10,7 +10,9 @@
 //    scales and accumulates in the reference's float order;
 //  - anything else (rows not on block boundaries, groups not a multiple of 32, row remainders
 //    below 8) goes to the reference itself.
-// Expects BF_SIMD_NS (namespace), BF_SIMD_NAME (table name) and BF_VNNI from the including file.
+// Expects BF_SIMD_NS (namespace), BF_SIMD_NAME (table name) and BF_VNNI from the including file;
+// BF_VNNI_VEX 1 (kernels/avxvnni.cpp) takes vpdpbusd's AVX-VNNI encoding; BF_STREAM_SUM_256 1 adds
+// the 256-bit bandwidth probe (avx512.cpp has its own, with 512-bit loads).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -19,6 +21,10 @@
 #include <type_traits>
 
 #include "kernels/kernels.h"
+
+#ifndef BF_VNNI_VEX
+#define BF_VNNI_VEX 0
+#endif
 
 namespace bf::BF_SIMD_NS {
 namespace {
@@ -148,11 +154,24 @@ inline __m256i reduce8(const __m256i v[8]) {
   return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20), _mm256_permute2x128_si256(a, b, 0x31));
 }
 
+#if BF_VNNI
+// acc + the 8 int32 sums of 4 products u[k] * s[k] (u unsigned, s signed bytes): vpdpbusd, in its
+// EVEX form (AVX-512 VL + VNNI) or its VEX form (AVX-VNNI: the same instruction on CPUs without
+// AVX-512, 16 vector registers).
+inline __m256i dpbusd(__m256i acc, __m256i u, __m256i s) {
+#if BF_VNNI_VEX
+  return _mm256_dpbusd_avx_epi32(acc, u, s);
+#else
+  return _mm256_dpbusd_epi32(acc, u, s);
+#endif
+}
+#endif
+
 // 8 int32 partial sums of u[k] * s[k] (u unsigned, s signed bytes). Exact: with u <= 128 and
 // |s| <= 127 the int16 pair sums of vpmaddubsw cannot saturate.
 inline __m256i udot(__m256i u, __m256i s) {
 #if BF_VNNI
-  return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
+  return dpbusd(_mm256_setzero_si256(), u, s);
 #else
   return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
 #endif
@@ -165,7 +184,7 @@ inline __m256i dot_q8(__m256i w, __m256i x) { return udot(_mm256_abs_epi8(w), _m
 // two of them still fit int16.
 inline __m256i udot2(__m256i u1, __m256i s1, __m256i u2, __m256i s2) {
 #if BF_VNNI
-  return _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), u1, s1), u2, s2);
+  return dpbusd(dpbusd(_mm256_setzero_si256(), u1, s1), u2, s2);
 #else
   return _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(u1, s1), _mm256_maddubs_epi16(u2, s2)),
                            _mm256_set1_epi16(1));
@@ -219,7 +238,7 @@ void quant_rows(float* out, int64_t ldo, const Matrix& W, const QuantizedVector*
 #pragma GCC unroll 8
         for (int i = 0; i < 8; i++) {
           w[i] = row(i);
-          p[i] = _mm256_dpbusd_epi32(_mm256_setzero_si256(), bias, w[i]);
+          p[i] = dpbusd(_mm256_setzero_si256(), bias, w[i]);
         }
         const __m256i offset = reduce8(p);
 #pragma GCC unroll 4
@@ -227,7 +246,7 @@ void quant_rows(float* out, int64_t ldo, const Matrix& W, const QuantizedVector*
           const __m256i xu = _mm256_xor_si256(
               _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[t].q + g * G)), bias);
 #pragma GCC unroll 8
-          for (int i = 0; i < 8; i++) p[i] = _mm256_dpbusd_epi32(_mm256_setzero_si256(), xu, w[i]);
+          for (int i = 0; i < 8; i++) p[i] = dpbusd(_mm256_setzero_si256(), xu, w[i]);
           isum[t] = _mm256_sub_epi32(reduce8(p), offset);
         }
 #else
@@ -331,7 +350,7 @@ void packed_rows(float* out, int64_t ldo, const Matrix& W, const QuantizedVector
       for (int k = 0; k < 8; k++) {
         const __m256i w = load(k);
 #pragma GCC unroll 16
-        for (int t = 0; t < NT; t++) isum[t] = _mm256_dpbusd_epi32(isum[t], w, xk(t, k));
+        for (int t = 0; t < NT; t++) isum[t] = dpbusd(isum[t], w, xk(t, k));
       }
     } else {
 #pragma GCC unroll 4
@@ -340,7 +359,7 @@ void packed_rows(float* out, int64_t ldo, const Matrix& W, const QuantizedVector
         const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
 #pragma GCC unroll 16
         for (int t = 0; t < NT; t++)
-          isum[t] = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(isum[t], lo, xk(t, k)), hi, xk(t, k + 4));
+          isum[t] = dpbusd(dpbusd(isum[t], lo, xk(t, k)), hi, xk(t, k + 4));
       }
     }
 #else
@@ -420,8 +439,8 @@ constexpr int kTokenBlock = 64;
 constexpr int64_t kColChunk = 512;
 constexpr int kNT = 8;
 // Repacked int8: tokens per pass over a row group. AVX-512's 32 vector registers hold 8 tokens'
-// integer and float accumulators; AVX2's 16 hold 4.
-constexpr int kPackedNT = BF_VNNI ? 8 : 4;
+// integer and float accumulators; AVX2's and AVX-VNNI's 16 hold 4.
+constexpr int kPackedNT = BF_VNNI && !BF_VNNI_VEX ? 8 : 4;
 
 // rows.template operator()<T>() with T the int8 type W has (simd_quantized: Q8_0, Q4_0, else Q8_G).
 template <class Rows>
@@ -684,5 +703,26 @@ const Kernels& kernels() {
   }();
   return k;
 }
+
+#if BF_STREAM_SUM_256
+// The bandwidth probe for the 256-bit families. Four independent accumulators keep the loads, not
+// the add latency, the limit.
+float stream_sum(const float* p, size_t n) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    a0 = _mm256_add_ps(a0, _mm256_loadu_ps(p + i));
+    a1 = _mm256_add_ps(a1, _mm256_loadu_ps(p + i + 8));
+    a2 = _mm256_add_ps(a2, _mm256_loadu_ps(p + i + 16));
+    a3 = _mm256_add_ps(a3, _mm256_loadu_ps(p + i + 24));
+  }
+  alignas(32) float lane[8];
+  _mm256_store_ps(lane, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+  float s = 0.0f;
+  for (float l : lane) s += l;
+  for (; i < n; i++) s += p[i];
+  return s;
+}
+#endif
 
 }  // namespace bf::BF_SIMD_NS

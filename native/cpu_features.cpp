@@ -111,11 +111,13 @@ CpuFeatures parse_cpu_features(const std::string& s) {
 }
 
 Isa best_isa_of(const CpuFeatures& f) {
-  // Words: 0 leaf 1 ECX, 2 leaf 7 EBX, 3 leaf 7 ECX, 8 XCR0 (kernels/dispatch.cpp's detect()).
+  // Words: 0 leaf 1 ECX, 2 leaf 7 EBX, 3 leaf 7 ECX, 5 leaf 7.1 EAX, 8 XCR0 (kernels/dispatch.cpp's
+  // detect()).
   const auto bit = [&](size_t w, int b) { return (f[w] >> b) & 1u; };
   const bool ymm = (f[8] & 0x6) == 0x6, zmm = (f[8] & 0xe6) == 0xe6;
   const bool avx2 = bit(0, 27) && bit(0, 28) && ymm && bit(2, 5) && bit(0, 12) && bit(0, 29);
   if (avx2 && zmm && bit(2, 16) && bit(2, 17) && bit(2, 30) && bit(2, 31) && bit(3, 11)) return Isa::Avx512;
+  if (avx2 && bit(5, 4)) return Isa::AvxVnni;
   return avx2 ? Isa::Avx2 : Isa::Scalar;
 }
 

@@ -97,7 +97,7 @@ def export_case(label, model_args, gen_flags, runs, golden=None):
 FLAGS = set(next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split(":")[1].split())
 AVX2 = {"avx", "avx2", "fma", "f16c"} <= FLAGS
 BEST_ISA = "avx512" if AVX2 and {"avx512f", "avx512dq", "avx512bw", "avx512vl", "avx512_vnni"} <= FLAGS \
-    else "avx2" if AVX2 else "scalar"
+    else "avxvnni" if AVX2 and "avx_vnni" in FLAGS else "avx2" if AVX2 else "scalar"
 golden = golden_text(SHARED)
 S260 = [os.path.join(SHARED, "stories260K.bin"), "-z", os.path.join(SHARED, "tok512.bin")]
 GREEDY = ["-t", "0", "-n", "200", "-i", "Once upon a time"]

@@ -74,7 +74,7 @@ void expect_batched_slots_match_forward(const Model& m, const Kernels& k, int th
 
 // Each ISA this CPU has (the others skipped, visibly).
 void for_each_isa(const std::string& what, const std::function<void(Isa)>& f) {
-  for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
+  for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::AvxVnni}) {
     if (!isa_supported(isa)) {
       std::printf("[  SKIPPED ] %s: this CPU has no %s\n", what.c_str(), isa_name(isa));
       continue;

@@ -15,7 +15,7 @@ TEST(IsaFlag, AutoPicksTheBestAndNamesParse) {
 
 TEST(IsaFlag, UnknownOrUnsupportedIsaIsOneClearError) {
   EXPECT_THROW(parse_isa("--isa", "sse9"), Error);
-  for (Isa isa : {Isa::Avx2, Isa::Avx512}) {
+  for (Isa isa : {Isa::Avx2, Isa::Avx512, Isa::AvxVnni}) {
     if (isa_supported(isa)) continue;
     try {
       parse_isa("--isa", isa_name(isa));

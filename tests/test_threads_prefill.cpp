@@ -78,7 +78,7 @@ TEST_P(Models, EveryIsaThreadCountAndPrefillGivesIdenticalLogits) {
   std::vector<int> tokens;
   for (int i = 0; i < 70; i++) tokens.push_back((i * 37 + 11) % m->config.vocab_size);  // > one batch of 64
   const std::vector<float> want = reference_logits(*m, tokens);
-  for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
+  for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::AvxVnni}) {
     if (!isa_supported(isa)) continue;
     for (int threads : {1, 2}) {
       for (bool batched : {false, true}) {

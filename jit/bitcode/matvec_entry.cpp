@@ -2,8 +2,8 @@
 // and embedded in bareflow; never by the host compiler.
 //
 // It holds the scalar reference (the correctness oracle) and the hand-written SIMD kernels the AOT
-// build runs (kernels/simd_impl.h, once with pmaddubsw for AVX2 hosts and once with VNNI for
-// AVX-512 hosts), plus entry points whose matrix type and shape come from constants that the JIT
+// build runs (kernels/simd_impl.h, once with pmaddubsw for AVX2 hosts, once with VNNI for
+// AVX-512 hosts and once with AVX-VNNI's VEX vpdpbusd for hosts that have it without AVX-512), plus entry points whose matrix type and shape come from constants that the JIT
 // defines per call site (jit/compiler.cpp). Once those are constants, LLVM folds the type dispatch,
 // the group size, the block counts and every loop bound: the same kernels the AOT build ships, each
 // specialized to one site's shape and this CPU. Both paths are bit-identical to the reference (the
@@ -32,6 +32,18 @@
 #define BF_SIMD_NS avx512
 #define BF_SIMD_NAME "avx512"
 #define BF_VNNI 1
+#include "kernels/simd_impl.h"
+#undef BF_SIMD_NS
+#undef BF_SIMD_NAME
+#undef BF_VNNI
+#undef BF_VNNI_VEX
+#pragma clang attribute pop
+
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c,avxvnni"))), apply_to = function)
+#define BF_SIMD_NS avxvnni
+#define BF_SIMD_NAME "avxvnni"
+#define BF_VNNI 1
+#define BF_VNNI_VEX 1
 #include "kernels/simd_impl.h"
 #pragma clang attribute pop
 
@@ -137,4 +149,5 @@ BF_JIT_ENTRIES(reference, , bf::ref_matvec)
 BF_JIT_ENTRIES(avx2, __attribute__((target("avx2,fma,f16c"))), bf::avx2::matvec)
 BF_JIT_ENTRIES(avx512, __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni"))),
                bf::avx512::matvec)
+BF_JIT_ENTRIES(avxvnni, __attribute__((target("avx2,fma,f16c,avxvnni"))), bf::avxvnni::matvec)
 }  // extern "C"

@@ -13,6 +13,7 @@
 #include "jit/compiler.h"
 #include "jit/runtime.h"
 #include "jit/test_hooks.h"
+#include "kernels/dispatch.h"
 #include "kernels/tests/random_matrix.h"
 
 namespace bf::jit {
@@ -188,9 +189,10 @@ TEST(Compiler, PicksTheKernelFamilyOfTheTargetCpu) {
   ASSERT_TRUE(bool(host)) << llvm::toString(host.takeError());
   const bool avx2 = (*host)->features().find("+avx2") != std::string::npos;
   const bool avx512 = (*host)->features().find("+avx512vnni") != std::string::npos;
+  const bool avxvnni = (*host)->features().find("+avxvnni") != std::string::npos;
   llvm::Expected<Variant> v = (*host)->compile(Spec{q8.m}, Tier::O3, "family_host");
   ASSERT_TRUE(bool(v)) << llvm::toString(v.takeError());
-  EXPECT_STREQ(v->family, avx512 ? "avx512" : avx2 ? "avx2" : "reference");
+  EXPECT_STREQ(v->family, avx512 ? "avx512" : avxvnni && avx2 ? "avxvnni" : avx2 ? "avx2" : "reference");
   v = (*host)->compile(Spec{q8.m}, Tier::Interp, "family_interp");
   ASSERT_TRUE(bool(v)) << llvm::toString(v.takeError());
   EXPECT_STREQ(v->family, "reference");
@@ -217,6 +219,37 @@ TEST(Compiler, PicksTheKernelFamilyOfTheTargetCpu) {
       }
     }
   }
+}
+
+// The AVX-VNNI family (VEX vpdpbusd, no AVX-512), as a CPU with AVX-VNNI and without AVX-512 gets it:
+// generated on every host, run against the reference where this CPU has AVX-VNNI, on the int8
+// types in the file and repacked layouts.
+TEST(Compiler, AvxVnniFamilyEqualsTheReferenceBitForBit) {
+  llvm::Expected<std::unique_ptr<Compiler>> c = Compiler::create("alderlake", "+avx2,+fma,+f16c,+avxvnni");
+  ASSERT_TRUE(bool(c)) << llvm::toString(c.takeError());
+  const bool runs = isa_supported(Isa::AvxVnni);
+  std::mt19937 rng(5);
+  int id = 0;
+  for (const Shape& sh : {Shape{DType::Q8_0, 24, 96, 0}, Shape{DType::Q4_0, 16, 64, 0}, Shape{DType::Q8_0, 40, 256, 0},
+                          Shape{DType::Q4_0, 32, 128, 0}}) {
+    const RandomMatrix file = random_matrix(sh.type, sh.rows, sh.cols, sh.group, rng);
+    const test::RandomActivation a = test::random_activation(file.m, rng);
+    const RandomMatrix packed = test::repacked(file);  // rows are multiples of 8
+    for (const Matrix& m : {file.m, packed.m}) {
+      SCOPED_TRACE(std::string(dtype_name(m.type)) + " " + std::to_string(sh.rows) + "x" + std::to_string(sh.cols));
+      for (const Tier tier : {Tier::O1, Tier::O3}) {
+        llvm::Expected<Variant> v = (*c)->compile(Spec{m}, tier, "avxvnni_" + std::to_string(id++));
+        ASSERT_TRUE(bool(v)) << llvm::toString(v.takeError());
+        EXPECT_STREQ(v->family, "avxvnni");
+        if (!runs) continue;
+        std::vector<float> want(size_t(sh.rows)), got(size_t(sh.rows), -1.0f);
+        reference_kernels().matvec(want.data(), file.m, a.x.data(), a.quantized(), 0, sh.rows);
+        v->fn(got.data(), m, a.x.data(), a.quantized(), 0, sh.rows);
+        EXPECT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * 4));
+      }
+    }
+  }
+  if (!runs) GTEST_SKIP() << "code generated; not run: this CPU has no AVX-VNNI";
 }
 
 // Runs `steps` positions with the JIT attached and compares every logit with a JIT-free run.

@@ -19,7 +19,7 @@ def run(model, *flags):
 
 
 supported = []
-for isa in ["scalar", "avx2", "avx512"]:
+for isa in ["scalar", "avx2", "avx512", "avxvnni"]:
     r = run("stories260K.bin", "--isa", isa, "-n", "2")
     if r.returncode == 0:
         supported.append(isa)

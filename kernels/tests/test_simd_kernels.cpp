@@ -17,7 +17,7 @@
 namespace bf {
 namespace {
 
-const Isa kSimdIsas[] = {Isa::Avx2, Isa::Avx512};
+const Isa kSimdIsas[] = {Isa::Avx2, Isa::Avx512, Isa::AvxVnni};
 
 using test::RandomMatrix;
 using test::random_matrix;

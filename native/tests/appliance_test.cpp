@@ -108,5 +108,24 @@ TEST(CpuFeatures, TheTestMaskRemovesNamedFeatures) {
   EXPECT_THROW(parse_cpu_features("00000000"), Error);
 }
 
+// The family export picks for a CPU, from its feature words alone (any host): the same order as
+// best_isa() (AVX-512 + VNNI, then AVX-VNNI, then AVX2).
+TEST(CpuFeatures, BestIsaOfFollowsTheFeatureWords) {
+  CpuFeatures f{};
+  EXPECT_EQ(best_isa_of(f), Isa::Scalar);
+  f[0] = 1u << 12 | 1u << 27 | 1u << 28 | 1u << 29;  // fma, osxsave, avx, f16c
+  f[2] = 1u << 5;                                     // avx2
+  EXPECT_EQ(best_isa_of(f), Isa::Scalar) << "the OS does not save the YMM state";
+  f[8] = 0x7;
+  EXPECT_EQ(best_isa_of(f), Isa::Avx2);
+  f[5] = 1u << 4;  // avxvnni
+  EXPECT_EQ(best_isa_of(f), Isa::AvxVnni);
+  f[2] |= 1u << 16 | 1u << 17 | 1u << 30 | 1u << 31;  // avx512 f, dq, bw, vl
+  f[3] = 1u << 11;                                    // avx512vnni
+  EXPECT_EQ(best_isa_of(f), Isa::AvxVnni) << "the OS does not save the ZMM state";
+  f[8] = 0xe7;
+  EXPECT_EQ(best_isa_of(f), Isa::Avx512);
+}
+
 }  // namespace
 }  // namespace bf::native
