@@ -34,6 +34,7 @@
 #include "state/model_store.h"
 #include "state/records.h"
 #include "state/store.h"
+#include "state/weights_cache.h"
 
 namespace bf::cli {
 namespace {
@@ -198,7 +199,14 @@ int cmd_generate(int argc, char** argv) {
     profile_json->refuse_input(g.run.tokenizer_path, "tokenizer");
   }
 
-  const std::unique_ptr<Model> model = load_run_model(g.run);
+  // The store first: the repacked weights are kept beside it.
+  const std::unique_ptr<state::Store> store = g.use_state ? open_store(g.state_path, g.state_named, g.state_max) : nullptr;
+  const std::unique_ptr<Model> model = load_model(g.run.model_path);
+  if (g.run.repack) {
+    const std::string cache = store ? state::weights_cache_path(store->path(), g.run.model_path) : "";
+    const state::WeightsCache w = state::repack_with_cache(*model, g.run.model_path, cache, stderr);
+    if (g.jit.trace && !cache.empty()) std::fprintf(stderr, "weights: %s: %s\n", cache.c_str(), state::weights_cache_name(w));
+  }
   const Config& c = model->config;
   const std::string tokenizer_path = tokenizer_file(*model, g.run.tokenizer_path);
   if (profile_json) profile_json->refuse_input(tokenizer_path, "tokenizer");
@@ -214,7 +222,6 @@ int cmd_generate(int argc, char** argv) {
     profiler = std::make_unique<prof::SiteProfiler>();
     transformer.set_matvec_observer(profiler.get());
   }
-  const std::unique_ptr<state::Store> store = g.use_state ? open_store(g.state_path, g.state_named, g.state_max) : nullptr;
   std::unique_ptr<state::ModelStore> model_store;
   if (store) {
     model_store = std::make_unique<state::ModelStore>(*store, state::model_identity(*model), stderr);

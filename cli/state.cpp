@@ -11,6 +11,7 @@
 #include "cli/commands.h"
 #include "state/records.h"
 #include "state/store.h"
+#include "state/weights_cache.h"
 
 namespace bf::cli {
 
@@ -19,7 +20,8 @@ namespace {
 constexpr char kUsage[] =
     "usage: bareflow state show [--json]        models, runs, sites and tiers, converged or not, size\n"
     "       bareflow state verify               exit 0, or one line per problem and exit 2\n"
-    "       bareflow state clear [--model M]    forget everything, or one model (file name or hash)\n"
+    "       bareflow state clear [--model M]    forget everything (repacked weights too), or one model\n"
+    "                                           (file name or hash)\n"
     "       bareflow state report [--json] [--svg FILE]\n"
     "                                           one record per run; --svg plots tok/s and time to first token\n"
     "Every command takes --state FILE (default: $BAREFLOW_STATE, else $XDG_CACHE_HOME/bareflow/state.bfs,\n"
@@ -94,6 +96,9 @@ int show(const state::Store& s, bool json) {
   } else {
     std::printf("state %s: generation %" PRIu64 ", %zu model%s, %" PRIu64 " bytes\n", s.path().c_str(), s.generation(),
                 models.size(), models.size() == 1 ? "" : "s", s.file_bytes());
+    if (const state::WeightsCacheFiles w = state::weights_cache_files(s.path(), false); w.files > 0)
+      std::printf("repacked weights: %zu file%s, %" PRIu64 " bytes (beside the store, in repacked/)\n", w.files,
+                  w.files == 1 ? "" : "s", w.bytes);
     for (const ModelView& v : models) {
       const std::string status = state::converged(v.m) ? "converged"
                                  : v.m.moving.empty()  ? "not converged yet (stable for " +
@@ -139,6 +144,10 @@ int clear(state::Store& s, const std::string& model) {
     fail(model, "no such model in " + s.path());
   s.commit();
   std::printf("state %s: cleared %zu model%s\n", s.path().c_str(), n, n == 1 ? "" : "s");
+  // The repacked weights are kept per model file, not per model record: only a full clear takes them.
+  if (model.empty())
+    if (const state::WeightsCacheFiles w = state::weights_cache_files(s.path(), true); w.files > 0)
+      std::printf("removed %zu repacked-weights file%s (%" PRIu64 " bytes)\n", w.files, w.files == 1 ? "" : "s", w.bytes);
   return 0;
 }
 

@@ -83,6 +83,13 @@ std::unique_ptr<Model> load_model(const std::string& name, MappedFile file);
 // contiguous loads and no cross-lane reduction. Returns the bytes repacked; throws Error naming
 // the file when the memory for them cannot be allocated.
 uint64_t repack_weights(Model& m);
+// The matrices repack_weights rewrites, each distinct one once, in the order it lays them out in
+// m.repacked; and the bytes they take repacked (0: nothing to repack).
+std::vector<Matrix*> repackable_matrices(Model& m);
+uint64_t repacked_bytes(Model& m);
+// repack_weights without the work: `repacked` already holds what it would write (a copy kept
+// from an earlier run, state/weights_cache.h). Throws Error when its size does not fit.
+void use_repacked(Model& m, AnonymousMemory repacked);
 
 // Format-specific loaders (engine/llama2c.cpp, engine/gguf.cpp); `model.file` is already mapped.
 void load_llama2c(Model& model);

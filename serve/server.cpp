@@ -33,6 +33,7 @@
 #include "native/cpu_features.h"
 #include "state/model_store.h"
 #include "state/store.h"
+#include "state/weights_cache.h"
 #include "serve/completion.h"
 
 namespace bf::serve {
@@ -215,7 +216,9 @@ class Server {
 void Server::load() {
   try {
     model_ = load_model(o_.model_path);
-    if (o_.repack) repack_weights(*model_);
+    if (o_.repack)  // through the copy kept beside the store, as generate does
+      state::repack_with_cache(*model_, o_.model_path,
+                               o_.store ? state::weights_cache_path(o_.store->path(), o_.model_path) : "", stderr);
     const Config& c = model_->config;
     const std::string tokenizer_path = o_.tokenizer_for(*model_);
     tokenizer_ = std::make_unique<Tokenizer>(tokenizer_path.empty() ? Tokenizer::from_vocab(*model_->vocab, o_.model_path)

@@ -476,6 +476,70 @@ def test_profile_json():
           f"exit {r.returncode}, {open(out).read()[:80]!r}")
 
 
+# The repacked weights kept beside the store (state/weights_cache.cpp): written by the first run,
+# read back by the next, each giving the text the file's own layout gives; a copy that no longer
+# matches its model file (modified in place, replaced) is repacked again, and a damaged one (a flipped
+# payload byte, a truncated file, a bad header) is one note, then repacked and rewritten.
+def test_repacked_weights_cache():
+    d = os.path.join(TMP, "weights-cache")
+    os.makedirs(d, exist_ok=True)
+    for name, src in [("q8_0", os.path.join(SHARED, "stories260K-q8_0.gguf")), ("q4_0", os.path.join(DERIVED, "q4_0-v3.gguf"))]:
+        model = os.path.join(d, name + ".gguf")
+        with open(model, "wb") as f:
+            f.write(open(src, "rb").read())
+        store = os.path.join(d, name + ".bfs")
+        gen = ["generate", model, "-t", "0", "-n", "120", "-i", "Once upon a time"]
+        want = run(gen + ["--no-state", "--no-repack"]).stdout
+        check(f"weights cache {name}: the file's layout generates", len(want) > 200, repr(want[:60]))
+
+        def cached(label, expect, note=None):
+            r = run(gen + ["--state", store, "--trace-jit"])
+            err = r.stderr.decode(errors="replace")
+            m = re.search(r"^weights: (\S+): (.*)$", err, re.M)
+            notes = [l for l in err.splitlines() if l.startswith("bareflow: note:")]
+            ok = (r.returncode == 0 and r.stdout == want and m is not None and m.group(2) == expect and
+                  (notes == [] if note is None else len(notes) == 1 and note in notes[0]))
+            check(f"weights cache {name}: {label}: {expect}, same text", ok,
+                  f"exit {r.returncode}, weights {m and m.group(2)!r}, notes {notes!r}, text {r.stdout[:40]!r}")
+            return m.group(1) if m else ""
+
+        path = cached("first run", "repacked, saved")
+        check(f"weights cache {name}: the copy is under the store's folder",
+              path.startswith(os.path.join(d, "repacked") + "/") and os.path.isfile(path), path)
+        if not os.path.isfile(path):
+            continue
+        size = os.path.getsize(path)
+        cached("second run", "loaded")
+        data = bytearray(open(path, "rb").read())
+        data[size - 100] ^= 0x10
+        open(path, "wb").write(data)
+        cached("a flipped payload byte", "repacked, saved", "damaged repacked weights (payload checksum mismatch)")
+        cached("after the rewrite", "loaded")
+        os.truncate(path, size - 1)
+        cached("a truncated copy", "repacked, saved", "damaged repacked weights (size")
+        data = bytearray(open(path, "rb").read())
+        data[20] ^= 1
+        open(path, "wb").write(data)
+        cached("a bad header", "repacked, saved", "damaged repacked weights (header checksum mismatch)")
+        open(path, "wb").write(b"not weights at all")
+        cached("another file in its place", "repacked, saved", "damaged repacked weights (not a repacked-weights file)")
+        # The model modified in place, shapes and size kept: the copy is stale, not damaged (no note).
+        st = os.stat(model)
+        os.utime(model, ns=(st.st_atime_ns, st.st_mtime_ns + 1000000000))
+        cached("the model file touched", "repacked, saved")
+        cached("after the touch", "loaded")
+        check(f"weights cache {name}: one file per model, no temporary left",
+              sorted(os.listdir(os.path.dirname(path))) == [os.path.basename(path)],
+              repr(os.listdir(os.path.dirname(path))))
+        r = run(["state", "show", "--state", store])
+        check(f"weights cache {name}: state show counts the copy",
+              f"repacked weights: 1 file, {size} bytes".encode() in r.stdout, r.stdout[:200].decode(errors="replace"))
+        r = run(["state", "clear", "--state", store])
+        check(f"weights cache {name}: state clear removes the copy",
+              r.returncode == 0 and f"removed 1 repacked-weights file ({size} bytes)".encode() in r.stdout and
+              not os.path.exists(path), r.stdout.decode(errors="replace"))
+
+
 def main():
     test_golden()
     test_info()
@@ -486,6 +550,7 @@ def main():
     test_escaped_strings()
     test_memory_bounds()
     test_profile_json()
+    test_repacked_weights_cache()
     print(f"{len(failures)} failures" if failures else "all CLI tests passed")
     sys.exit(1 if failures else 0)
 

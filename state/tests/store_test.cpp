@@ -303,6 +303,21 @@ TEST_F(StoreTest, EvictsOldestBeyondTheBound) {
 TEST(Crc32c, KnownValue) {
   // The CRC-32C check value (RFC 3720 / iSCSI): "123456789" -> 0xE3069283.
   EXPECT_EQ(crc32c("123456789", 9), 0xE3069283u);
+  // Every length and alignment (the 8-byte steps and their tails), and chaining, against the
+  // definition bit by bit.
+  std::vector<uint8_t> bytes(300);
+  for (size_t i = 0; i < bytes.size(); i++) bytes[i] = uint8_t(i * 131 + 7);
+  const auto bitwise = [](const uint8_t* p, size_t n) {
+    uint32_t c = ~0u;
+    for (size_t i = 0; i < n; i++) {
+      c ^= p[i];
+      for (int k = 0; k < 8; k++) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+    }
+    return ~c;
+  };
+  for (size_t off = 0; off < 9; off++)
+    for (size_t n = 0; off + n <= bytes.size(); n += 7) EXPECT_EQ(crc32c(bytes.data() + off, n), bitwise(bytes.data() + off, n));
+  EXPECT_EQ(crc32c(bytes.data() + 100, 200, crc32c(bytes.data(), 100)), bitwise(bytes.data(), 300));
 }
 
 }  // namespace
