@@ -22,14 +22,29 @@ uint32_t Sampler::random_u32(uint64_t* state) {
 
 float Sampler::random_f32(uint64_t* state) { return float(random_u32(state) >> 8) / 16777216.0f; }
 
+int argmax(const float* x, int n) {
+  // run.c's loop (`if (x[i] > x[best]) best = i`) carries one dependency through all 32K logits:
+  // ~100 us a token, on the critical path of every decode step. Its answer is the first index of
+  // the largest non-NaN value, or 0 when x[0] is NaN (nothing compares greater than it): found
+  // here with 8 independent maxima, then one scan for the first equal value.
+  if (n <= 0 || x[0] != x[0]) return 0;
+  constexpr int kLanes = 8;
+  float m[kLanes];
+  for (int j = 0; j < kLanes; j++) m[j] = x[0];
+  int i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int j = 0; j < kLanes; j++) m[j] = x[i + j] > m[j] ? x[i + j] : m[j];
+  for (; i < n; i++) m[0] = x[i] > m[0] ? x[i] : m[0];
+  float best = m[0];
+  for (int j = 1; j < kLanes; j++) best = m[j] > best ? m[j] : best;
+  for (i = 0; i < n && x[i] != best; i++) {
+  }
+  return i;  // < n: best is one of x's values
+}
+
 int Sampler::sample(float* logits) {
   const int n = vocab_size_;
-  if (temperature_ == 0.0f) {
-    int best = 0;
-    for (int i = 1; i < n; i++)
-      if (logits[i] > logits[best]) best = i;
-    return best;
-  }
+  if (temperature_ == 0.0f) return argmax(logits, n);
   for (int i = 0; i < n; i++) logits[i] /= temperature_;
   reference_kernels().softmax(logits, n);
   const float coin = random_f32(&state_);

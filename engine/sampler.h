@@ -6,6 +6,9 @@
 
 namespace bf {
 
+// Greedy decoding: the index run.c's argmax loop returns (the first largest value; 0 when x[0] is NaN).
+int argmax(const float* x, int n);
+
 class Sampler {
  public:
   Sampler(int vocab_size, float temperature, float topp, uint64_t seed);

@@ -362,6 +362,26 @@ TEST(Sampler, GreedyTakesFirstMaximum) {
   EXPECT_EQ(s.sample(l.data()), 1);
 }
 
+// argmax against run.c's loop on random logits with ties, infinities and NaNs at random places.
+TEST(Sampler, ArgmaxIsRunCsLoop) {
+  const auto run_c = [](const float* x, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++)
+      if (x[i] > x[best]) best = i;
+    return best;
+  };
+  uint64_t rng = 7;
+  const auto next = [&] { return rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17; };
+  const float specials[] = {std::nanf(""), INFINITY, -INFINITY, 0.0f, -0.0f, 3.5f};
+  for (int trial = 0; trial < 2000; trial++) {
+    const int n = 1 + int(next() % 70);
+    std::vector<float> x(static_cast<size_t>(n));
+    for (float& v : x) v = float(int(next() % 9)) - 4.0f;  // few values: many ties
+    for (int k = int(next() % 4); k > 0; k--) x[next() % uint64_t(n)] = specials[next() % 6];
+    ASSERT_EQ(argmax(x.data(), n), run_c(x.data(), n)) << "trial " << trial << ", n " << n;
+  }
+}
+
 TEST(Sampler, FrequenciesFollowProbabilities) {
   // logits log(p): with temperature 1 and top-p off, token i must come out with probability p_i.
   const std::vector<double> p = {0.5, 0.3, 0.15, 0.05};
