@@ -346,6 +346,14 @@ int64_t sys_readlink(uint64_t upath, uint64_t buf, uint64_t size) {
   return int64_t(n);
 }
 
+// The boot files and the root are read-only and there are no other folders: an existing name is
+// EEXIST, anything else EROFS (what a program creating a cache folder expects to handle quietly).
+int64_t sys_mkdir(uint64_t upath) {
+  char path[256];
+  if (const int64_t r = copy_path(upath, path, sizeof path)) return r;
+  return is_root(path) || is_disk_path(path) || bootfs_lookup(path) >= 0 ? -EEXIST : -EROFS;
+}
+
 int64_t sys_access(uint64_t upath, uint64_t mode) {
   char path[256];
   if (const int64_t r = copy_path(upath, path, sizeof path)) return r;
@@ -461,6 +469,7 @@ int64_t linux_pwrite64(const SyscallFrame& f) { return sys_pwrite(f.a0, f.a1, f.
 int64_t linux_readv(const SyscallFrame& f) { return sys_readv(f.a0, f.a1, f.a2); }
 int64_t linux_writev(const SyscallFrame& f) { return sys_writev(f.a0, f.a1, f.a2); }
 int64_t linux_access(const SyscallFrame& f) { return sys_access(f.a0, f.a1); }
+int64_t linux_mkdir(const SyscallFrame& f) { return sys_mkdir(f.a0); }
 int64_t linux_sched_yield(const SyscallFrame&) { return sched_yield_call(); }
 int64_t linux_mremap(const SyscallFrame& f) { return sys_mremap(f.a0, f.a1, f.a2, f.a3); }
 int64_t linux_madvise(const SyscallFrame& f) { return sys_madvise(f.a0, f.a1, f.a2); }
@@ -548,6 +557,7 @@ int64_t linux_openat(const SyscallFrame& f) { return sys_openat(f.a1, f.a2); }
 int64_t linux_newfstatat(const SyscallFrame& f) { return sys_newfstatat(int64_t(f.a0), f.a1, f.a2, f.a3); }
 int64_t linux_readlinkat(const SyscallFrame& f) { return sys_readlink(f.a1, f.a2, f.a3); }
 int64_t linux_faccessat(const SyscallFrame& f) { return sys_access(f.a1, f.a2); }
+int64_t linux_mkdirat(const SyscallFrame& f) { return sys_mkdir(f.a1); }
 int64_t linux_set_robust_list(const SyscallFrame&) { return 0; }
 int64_t linux_prlimit64(const SyscallFrame& f) { return sys_prlimit(f.a1, f.a2, f.a3); }
 int64_t linux_getrandom(const SyscallFrame& f) { return sys_getrandom(f.a0, f.a1); }

@@ -290,6 +290,10 @@ int main(int argc, char** argv) {
     if (b.tv_sec < a.tv_sec || (b.tv_sec == a.tv_sec && b.tv_nsec < a.tv_nsec)) return fail("clock");
     char exe[64] = {0};
     if (readlink("/proc/self/exe", exe, sizeof exe - 1) <= 0) return fail("readlink");
+    /* A read-only file system: a new folder is EROFS, an existing name EEXIST (no log line). */
+    if (mkdir("/repacked", 0755) == 0 || errno != EROFS) return fail("mkdir of a new folder is not EROFS");
+    if (mkdir(argv[2], 0755) == 0 || errno != EEXIST) return fail("mkdir of a boot file is not EEXIST");
+    if (mkdirat(AT_FDCWD, "/", 0755) == 0 || errno != EEXIST) return fail("mkdirat of / is not EEXIST");
     printf("exe=%s ok=%d\n", exe, s1 == s2 && total == st.st_size);
     return s1 == s2 && total == st.st_size ? 0 : 1;
   }
