@@ -199,14 +199,7 @@ int cmd_generate(int argc, char** argv) {
     profile_json->refuse_input(g.run.tokenizer_path, "tokenizer");
   }
 
-  // The store first: the repacked weights are kept beside it.
-  const std::unique_ptr<state::Store> store = g.use_state ? open_store(g.state_path, g.state_named, g.state_max) : nullptr;
   const std::unique_ptr<Model> model = load_model(g.run.model_path);
-  if (g.run.repack) {
-    const std::string cache = store ? state::weights_cache_path(store->path(), g.run.model_path) : "";
-    const state::WeightsCache w = state::repack_with_cache(*model, g.run.model_path, cache, stderr);
-    if (g.jit.trace && !cache.empty()) std::fprintf(stderr, "weights: %s: %s\n", cache.c_str(), state::weights_cache_name(w));
-  }
   const Config& c = model->config;
   const std::string tokenizer_path = tokenizer_file(*model, g.run.tokenizer_path);
   if (profile_json) profile_json->refuse_input(tokenizer_path, "tokenizer");
@@ -214,6 +207,16 @@ int cmd_generate(int argc, char** argv) {
                                                      : Tokenizer::from_file(tokenizer_path, c.vocab_size);
   const int steps = clamp_steps(g.run.steps, c);
   const std::vector<int> tokens = tokenizer.encode(g.run.prompt, true, false, size_t(c.seq_len));
+
+  // Every input checked, then the store (nothing is created for a run that cannot start), then the
+  // weights repacked through the copy kept beside it.
+  const std::unique_ptr<state::Store> store = g.use_state ? open_store(g.state_path, g.state_named, g.state_max) : nullptr;
+  if (g.run.repack) {
+    const std::string cache = store ? state::weights_cache_path(store->path(), g.run.model_path) : "";
+    const state::WeightsCache w = state::repack_with_cache(*model, g.run.model_path, cache, stderr);
+    if (g.jit.trace && !cache.empty())
+      std::fprintf(stderr, "weights: %s: %s\n", printable(cache).c_str(), state::weights_cache_name(w));
+  }
 
   Transformer transformer(*model, kernels_for(g.run.isa), g.run.threads, steps);
   Sampler sampler(c.vocab_size, g.run.temperature, g.run.topp, g.run.seed);

@@ -533,6 +533,12 @@ def test_repacked_weights_cache():
         cached("a bad header", "repacked, saved", "damaged repacked weights (header checksum mismatch)")
         open(path, "wb").write(b"not weights at all")
         cached("another file in its place", "repacked, saved", "damaged repacked weights (not a repacked-weights file)")
+        os.remove(path)
+        os.mkfifo(path)  # opened without blocking, refused, replaced
+        cached("a FIFO in its place", "repacked, saved", "damaged repacked weights (not a regular file)")
+        # A run killed mid-write leaves its temporary file: the next save removes it once its process is gone.
+        dead = path + ".tmp.999999999"
+        open(dead, "wb").write(b"half a copy")
         # The model modified in place, shapes and size kept: the copy is stale, not damaged (no note).
         st = os.stat(model)
         os.utime(model, ns=(st.st_atime_ns, st.st_mtime_ns + 1000000000))
@@ -544,7 +550,14 @@ def test_repacked_weights_cache():
         r = run(["state", "show", "--state", store])
         check(f"weights cache {name}: state show counts the copy",
               f"repacked weights: 1 file, {size} bytes".encode() in r.stdout, r.stdout[:200].decode(errors="replace"))
+        # state clear takes only what the cache writes: not other files in that folder.
+        others = [os.path.join(cache_dir, n) for n in ("notes.bfw", "0123456789abcdeX.bfw", "0123456789abcdef.bfw")]
+        for o in others:
+            open(o, "wb").write(b"a user's file")
         r = run(["state", "clear", "--state", store])
+        check(f"weights cache {name}: state clear leaves other files alone", all(os.path.exists(o) for o in others))
+        for o in others:
+            os.remove(o)
         check(f"weights cache {name}: state clear removes the copy",
               r.returncode == 0 and f"removed 1 repacked-weights file ({size} bytes)".encode() in r.stdout and
               not os.path.exists(path), r.stdout.decode(errors="replace"))
