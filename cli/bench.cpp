@@ -45,7 +45,7 @@ const char kUsage[] =
     "  --peers [FLAGS]      instead: BareFlow against llama.cpp and llama2.c on the same files, built\n"
     "                       once into PEERS (default build/peers beside this executable) from\n"
     "                       ../shared/peers; FLAGS: --shapes, --formats, --threads, --rounds,\n"
-    "                       --decode, --prefill, --json, --peers-dir PEERS (bench/tools/peers.py)\n"
+    "                       --decode, --prefill, --isa, --json, --peers-dir PEERS (bench/tools/peers.py)\n"
     "  --serve [FLAGS]      instead: bareflow serve with 1, 4, 16 streaming clients: aggregate tok/s,\n"
     "                       first token p50/p99; FLAGS: --shape, --format, --threads, --parallel,\n"
     "                       --clients, --tokens, --duration, --json (bench/tools/serve_bench.py)\n"

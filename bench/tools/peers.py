@@ -4,7 +4,7 @@ synthetic models (real shapes, random weights): decode and prefill tok/s, runs i
 by engine in every round, medians, ratios to BareFlow taken within this one run.
 
 usage: peers.py BAREFLOW SYNTH_MODEL TOKENIZER PEERS_DIR [--shapes S,..] [--formats F,..]
-                [--threads T,..] [--rounds R] [--decode N] [--prefill N] [--json] [--work DIR]
+                [--threads T,..] [--rounds R] [--decode N] [--prefill N] [--isa ISA] [--json] [--work DIR]
 
 PEERS_DIR holds llama-bench, run_st/run_omp and runq_st/runq_omp (../shared/peers/build.sh DIR).
 Model files: GGUF F32/Q8_0/Q4_0 with the tokenizer's vocabulary (BareFlow and llama.cpp read the
@@ -13,7 +13,8 @@ BareFlow runs `generate --no-state --jit=off` (the AOT kernels; the JIT's top ti
 these types, docs/BENCHMARKS.md). Decode: "achieved tok/s" of a greedy run of N positions after a
 one-word prompt (BareFlow, llama2.c; both skip the first step) and llama-bench -p 0 -n N (avg_ts).
 Prefill: a prompt of N tokens (BareFlow's batched prefill, "prefill tok/s") and llama-bench -p N
--n 0; llama2.c has no batched prefill."""
+-n 0; llama2.c has no batched prefill. --isa ISA is BareFlow's `generate --isa` (e.g. avx2, to
+stand for an AVX2-only machine beside peers built for AVX2 only: PEERS_DIR is then such a build)."""
 import argparse
 import json
 import os
@@ -54,6 +55,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--decode", type=int, default=128)
     ap.add_argument("--prefill", type=int, default=128)
+    ap.add_argument("--isa", default="auto")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--work", default=None)
     a = ap.parse_args()
@@ -101,7 +103,7 @@ def measure(a, threads, work):
                 steps = a.decode + 2  # BOS + "Once", then the decoded positions
                 for _ in range(a.rounds):
                     base = [a.bareflow, "generate", gguf, "-z", a.tokenizer, "-t", "0", "--no-state", "--jit=off",
-                            "-T", str(t)]
+                            "-T", str(t), "--isa", a.isa]
                     r = run(base + ["-n", str(steps), "-i", "Once"])
                     add("bareflow", "decode_tok_s", number(r"achieved tok/s: ([0-9.]+)", r.stderr, "decode tok/s"))
                     r = run(base + ["-n", str(a.prefill), "-i", long_prompt])
@@ -148,7 +150,7 @@ def measure(a, threads, work):
         return f"{b / p:.2f}" if b and p else "-"
 
     print(f"decode ({a.decode} tokens) and prefill ({a.prefill} tokens), tok/s, medians of {a.rounds} interleaved "
-          "rounds; ratio = BareFlow / peer")
+          f"rounds; ratio = BareFlow / peer; BareFlow --isa {a.isa}, peers from {a.peers}")
     print("| model | format | threads | BareFlow decode | llama.cpp | ratio | llama2.c | ratio | BareFlow prefill | "
           "llama.cpp | ratio |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
