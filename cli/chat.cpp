@@ -1,5 +1,6 @@
 // bareflow chat: a conversation in a terminal, one user turn per line, each reply streamed. The
 // history is kept within the context: when it no longer fits, the oldest turns go, with a note.
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -15,6 +16,8 @@
 #include "jit/attach.h"
 #include "serve/chat_template.h"
 #include "serve/completion.h"
+#include "state/records.h"
+#include "state/weights_cache.h"
 
 namespace bf::cli {
 namespace {
@@ -57,7 +60,17 @@ int cmd_chat(int argc, char** argv) {
   }
   if (r.prompt.size()) fail("-i", "chat takes its turns from stdin, not -i");
   finish_run_flags(r);
-  const std::unique_ptr<Model> model = load_run_model(r);
+  const std::unique_ptr<Model> model = load_model(r.model_path);
+  if (r.repack) {
+    // Repacked through the copy generate and serve keep beside the default store, when there is
+    // one (its folder exists): chat itself keeps no store.
+    const std::string state_path = state::default_state_path();
+    const std::string dir = state_path.substr(0, state_path.rfind('/') + 1);
+    struct stat st;
+    const bool have_store = !dir.empty() && stat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+    state::repack_with_cache(*model, r.model_path, have_store ? state::weights_cache_path(state_path, r.model_path) : "",
+                             stderr);
+  }
   const Config& c = model->config;
   const std::string tokenizer_path = tokenizer_file(*model, r.tokenizer_path);
   const Tokenizer tokenizer = tokenizer_path.empty() ? Tokenizer::from_vocab(*model->vocab)

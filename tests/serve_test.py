@@ -154,6 +154,30 @@ r = subprocess.run([BAREFLOW, "chat", MODEL, "-z", TOK, "-t", "0", "-n", "30"], 
 check("bareflow chat: a line too long for the context is skipped with a note", r.returncode == 0 and
       "does not leave room for a reply" in r.stderr and r.stdout.count("\n") >= 1, (r.stdout, r.stderr))
 
+# bareflow chat repacks through the copy kept beside the default store when its folder exists, and
+# creates nothing when it does not; the replies are the file layout's either way.
+q8 = os.path.join(MODELS, "stories260K-q8_0.gguf")
+home = tempfile.mkdtemp(prefix="bareflow-chat-")
+chat = lambda state, *extra: subprocess.run([BAREFLOW, "chat", q8, "-t", "0", "-n", "30", *extra], input="A story?\n",
+                                            capture_output=True, text=True, timeout=120,
+                                            env=dict(os.environ, BAREFLOW_STATE=state))
+want = chat(os.path.join(home, "none", "state.bfs"), "--no-repack")
+r = chat(os.path.join(home, "none", "state.bfs"))
+check("bareflow chat without a store folder: the same reply, nothing created",
+      r.returncode == 0 and r.stdout == want.stdout and len(want.stdout) > 20 and not os.path.exists(os.path.join(home, "none")),
+      (r.stdout, want.stdout, r.stderr))
+copies = os.path.join(home, "repacked")
+r1 = chat(os.path.join(home, "state.bfs"))
+names = os.listdir(copies) if os.path.isdir(copies) else []
+first = os.stat(os.path.join(copies, names[0])) if len(names) == 1 else None
+r2 = chat(os.path.join(home, "state.bfs"))
+again = os.stat(os.path.join(copies, names[0])) if first else None
+check("bareflow chat: the repacked copy written once, then read (the same reply each time)",
+      r1.stdout == want.stdout and r2.stdout == want.stdout and first is not None and
+      (first.st_ino, first.st_mtime_ns) == (again.st_ino, again.st_mtime_ns) and r1.stderr == r2.stderr == "",
+      (names, r1.stdout, r2.stdout, r1.stderr, r2.stderr))
+shutil.rmtree(home, ignore_errors=True)
+
 # A stop string: the text ends before it.
 st, body = request(port, "POST", "/v1/completions", {"prompt": PROMPT, "max_tokens": 60, "temperature": 0, "stop": ["Lily"]})
 t = body["choices"][0]["text"]
