@@ -40,17 +40,19 @@ void lay_out(Model& m, const std::vector<Matrix*>& todo, Fill fill) {
   assert(dst == m.repacked.data() + m.repacked.size());
 }
 
-}  // namespace
-
-uint64_t repacked_bytes(Model& m) {
+uint64_t bytes_of(const std::vector<Matrix*>& todo) {
   uint64_t total = 0;
-  for (const Matrix* x : repackable_matrices(m)) total += matrix_bytes(*x);
+  for (const Matrix* x : todo) total += matrix_bytes(*x);
   return total;
 }
 
+}  // namespace
+
+uint64_t repacked_bytes(Model& m) { return bytes_of(repackable_matrices(m)); }
+
 uint64_t repack_weights(Model& m) {
   const std::vector<Matrix*> todo = repackable_matrices(m);
-  const uint64_t total = repacked_bytes(m);
+  const uint64_t total = bytes_of(todo);
   if (total == 0) return 0;
   m.repacked = AnonymousMemory::allocate(total);
   if (!m.repacked.data())
@@ -73,9 +75,9 @@ uint64_t repack_weights(Model& m) {
 
 void use_repacked(Model& m, AnonymousMemory repacked) {
   const std::vector<Matrix*> todo = repackable_matrices(m);
-  if (repacked.size() != repacked_bytes(m))
+  if (const uint64_t want = bytes_of(todo); repacked.size() != want)
     fail(m.path, "repacked weights of " + std::to_string(repacked.size()) + " bytes for a model that repacks to " +
-                     std::to_string(repacked_bytes(m)));
+                     std::to_string(want));
   m.repacked = std::move(repacked);
   lay_out(m, todo, [](const Matrix&, uint8_t*) {});
 }

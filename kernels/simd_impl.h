@@ -518,28 +518,29 @@ void with_int8_type(DType type, const Rows& rows) {
   }
 }
 
-// For prefetching: the 8-row block two blocks after the one at row r, within [r0, r1) (null past
-// the end; the first blocks are left to the hardware prefetcher), and its bytes. Two blocks ahead
-// measured best (one block ahead leaves too little lead time to hide DRAM latency).
+// For prefetching, with steps of `step` rows (8; 16 for packed_rows16): the block of one step two
+// steps after the one at row r, within [r0, r1) (null past the end; the first blocks are left to
+// the hardware prefetcher), and its bytes. Two steps ahead measured best (one step ahead leaves too
+// little lead time to hide DRAM latency).
 struct BlockAhead {
   const Matrix& W;
   int64_t r1;
-  static constexpr int64_t kAhead = 2 * 8;
-  const uint8_t* next(int64_t r) const {
-    return r + kAhead < r1 ? static_cast<const uint8_t*>(W.data) + row_offset(W, r + kAhead) : nullptr;
+  const uint8_t* next(int64_t r, int64_t step = 8) const {
+    return r + 2 * step < r1 ? static_cast<const uint8_t*>(W.data) + row_offset(W, r + 2 * step) : nullptr;
   }
-  int64_t bytes(int64_t r) const {
-    return row_offset(W, std::min(r1, r + kAhead + 8)) - row_offset(W, std::min(r1, r + kAhead));
-  }
-  // The same for 16-row steps (packed_rows16): the 16 rows two steps ahead.
-  static constexpr int64_t kAhead16 = 2 * 16;
-  const uint8_t* next16(int64_t r) const {
-    return r + kAhead16 < r1 ? static_cast<const uint8_t*>(W.data) + row_offset(W, r + kAhead16) : nullptr;
-  }
-  int64_t bytes16(int64_t r) const {
-    return row_offset(W, std::min(r1, r + kAhead16 + 16)) - row_offset(W, std::min(r1, r + kAhead16));
+  int64_t bytes(int64_t r, int64_t step = 8) const {
+    return row_offset(W, std::min(r1, r + 3 * step)) - row_offset(W, std::min(r1, r + 2 * step));
   }
 };
+
+// pass<NT>(t) over the tokens [0, n): kNT at a time, then 4, then one.
+template <int kNT, class Pass>
+void token_passes(int n, const Pass& pass) {
+  int t = 0;
+  for (; t + kNT <= n; t += kNT) pass.template operator()<kNT>(t);
+  for (; t + 4 <= n; t += 4) pass.template operator()<4>(t);
+  for (; t < n; t++) pass.template operator()<1>(t);
+}
 
 // Decode: stream each 8-row block once, prefetching the block ahead. A path of its own (not
 // matmul with n = 1): the JIT specializes this function, and compiles faster without prefill's.
@@ -606,43 +607,28 @@ void matmul(float* out, int64_t ldo, const Matrix& W, const float* x, int64_t ld
     // kPackedNT tokens per pass over a row group (its blocks stay in L1/L2 for the later passes).
     const auto rows = [&]<DType T>() {
 #if BF_PACKED16
-      for (; sums && r + 16 <= r1; r += 16) {
-        const auto pass = [&]<int NT>(int t) {
-          packed_rows16<T, NT>(out + t * ldo + (r - r0), ldo, W, xq + t, r / 8, t == 0 ? ahead.next16(r) : nullptr,
-                               ahead.bytes16(r));
-        };
-        int t = 0;
-        for (; t + 8 <= n; t += 8) pass.template operator()<8>(t);
-        for (; t + 4 <= n; t += 4) pass.template operator()<4>(t);
-        for (; t < n; t++) pass.template operator()<1>(t);
-      }
+      for (; sums && r + 16 <= r1; r += 16)
+        token_passes<8>(n, [&]<int NT>(int t) {
+          packed_rows16<T, NT>(out + t * ldo + (r - r0), ldo, W, xq + t, r / 8, t == 0 ? ahead.next(r, 16) : nullptr,
+                               ahead.bytes(r, 16));
+        });
 #endif
-      for (; sums && r + 8 <= r1; r += 8) {
-        const auto pass = [&]<int NT>(int t) {
+      for (; sums && r + 8 <= r1; r += 8)
+        token_passes<kPackedNT>(n, [&]<int NT>(int t) {
           packed_rows<T, NT>(out + t * ldo + (r - r0), ldo, W, xq + t, r / 8, t == 0 ? ahead.next(r) : nullptr,
                              ahead.bytes(r));
-        };
-        int t = 0;
-        for (; t + kPackedNT <= n; t += kPackedNT) pass.template operator()<kPackedNT>(t);
-        for (; t + 4 <= n; t += 4) pass.template operator()<4>(t);
-        for (; t < n; t++) pass.template operator()<1>(t);
-      }
+        });
     };
     with_packed_type(W.type, rows);
   } else if (quant && simd_quantized(W)) {
     // 16 tokens per pass over a row block, then 4, then one at a time; only the first pass streams
     // the block from memory (prefetching the one ahead), later ones hit the cache.
     const auto rows = [&]<DType T>() {
-      for (; r + 8 <= r1; r += 8) {
-        const auto pass = [&]<int NT>(int t) {
+      for (; r + 8 <= r1; r += 8)
+        token_passes<16>(n, [&]<int NT>(int t) {
           quant_rows<T, NT>(out + t * ldo + (r - r0), ldo, W, xq + t, r, t == 0 ? ahead.next(r) : nullptr,
                             ahead.bytes(r));
-        };
-        int t = 0;
-        for (; t + 16 <= n; t += 16) pass.template operator()<16>(t);
-        for (; t + 4 <= n; t += 4) pass.template operator()<4>(t);
-        for (; t < n; t++) pass.template operator()<1>(t);
-      }
+        });
     };
     with_int8_type(W.type, rows);
   } else if (!quant && (W.type == DType::F32 || W.type == DType::F16)) {
