@@ -26,6 +26,11 @@ void chunk_rows(int64_t rows, int chunks, int i, int64_t* r0, int64_t* r1) {
   *r1 = std::min(rows, *r0 + chunk);
 }
 
+// x[i] += y[i]: the residual adds.
+void add(float* x, const float* y, int n) {
+  for (int i = 0; i < n; i++) x[i] += y[i];
+}
+
 int chunk_count(int64_t rows, int threads) {
   return int(std::min<int64_t>(threads * kChunksPerThread, (rows + 15) / 16));
 }
@@ -33,24 +38,26 @@ int chunk_count(int64_t rows, int threads) {
 }  // namespace
 
 template <class F>
+void Transformer::parallel_for(int tasks, const F& f) {
+  if (pool_.size() == 1) {
+    for (int t = 0; t < tasks; t++) f(t);
+    return;
+  }
+  pool_.run([](void* p, int task, int) { (*static_cast<const F*>(p))(task); }, const_cast<F*>(&f), tasks);
+}
+
+template <class F>
 void Transformer::for_row_chunks(int64_t rows, const F& f) {
   if (pool_.size() == 1) {
     f(int64_t(0), rows);
     return;
   }
-  struct Job {
-    const F* f;
-    int64_t rows;
-    int chunks;
-  } job{&f, rows, chunk_count(rows, pool_.size())};
-  pool_.run(
-      [](void* p, int task, int) {
-        const Job& j = *static_cast<const Job*>(p);
-        int64_t r0, r1;
-        chunk_rows(j.rows, j.chunks, task, &r0, &r1);
-        if (r0 < r1) (*j.f)(r0, r1);
-      },
-      &job, job.chunks);
+  const int chunks = chunk_count(rows, pool_.size());
+  parallel_for(chunks, [&](int task) {
+    int64_t r0, r1;
+    chunk_rows(rows, chunks, task, &r0, &r1);
+    if (r0 < r1) f(r0, r1);
+  });
 }
 
 const char* fusion_name(Fusion f) {
@@ -211,12 +218,12 @@ float* Transformer::forward(int token, int pos, int slot) {
     store_kv(slot, l, pos, k, v);
     attend(xb_.data(), q_.data(), dim, 1, &self, l);
     matvec(Site::Wo, size_t(l), xb2_.data(), xb_.data());
-    for (int i = 0; i < dim; i++) x[i] += xb2_[size_t(i)];
+    add(x, xb2_.data(), dim);
 
     // Feed-forward: w2(silu(w1 x) * w3 x).
     k_.rmsnorm(xb_.data(), x, lw.rms_ffn, dim, c.norm_eps);
     ffn(size_t(l));
-    for (int i = 0; i < dim; i++) x[i] += xb_[size_t(i)];
+    add(x, xb_.data(), dim);
   }
 
   k_.rmsnorm(x, x, w.rms_final, dim, c.norm_eps);
@@ -230,22 +237,26 @@ void Transformer::split_rows(MatvecFn fn, float* out, const Matrix& W, const flo
 }
 
 void Transformer::matmul_group(float* const* out, const int64_t* ldo, const Matrix* const* W, int m, const float* x,
-                               int64_t ldx, int n) {
+                               int64_t ldx, int n, TokenFn prepare) {
   assert(m >= 1 && m <= 3);
   for (int i = 1; i < m; i++)
     if (W[i]->type != W[0]->type || W[i]->group != W[0]->group || W[i]->cols != W[0]->cols) {
+      if (prepare) parallel_for(n, prepare);
       for (int k = 0; k < m; k++) matmul_group(out + k, ldo + k, W + k, 1, x, ldx, n);
       return;
     }
   const QuantizedVector* xq = nullptr;
   if (matrix_uses_quantized_activation(*W[0])) {
     const size_t stride = bxq_q_.size() / size_t(kMaxBatch);
-    for (int t = 0; t < n; t++) {
+    parallel_for(n, [&](int t) {
+      if (prepare) prepare(t);
       bxq_[size_t(t)] = {bxq_q_.data() + size_t(t) * stride, bxq_s_.data() + size_t(t) * stride, W[0]->cols,
                          matrix_group(*W[0]), bxq_sums_.data() + size_t(t) * stride};
       k_.quantize(bxq_[size_t(t)], x + t * ldx);
-    }
+    });
     xq = bxq_.data();
+  } else if (prepare) {
+    parallel_for(n, prepare);
   }
   int64_t first[4] = {0};  // the stacked rows of matrix i: [first[i], first[i + 1])
   for (int i = 0; i < m; i++) first[i + 1] = first[i] + W[i]->rows;
@@ -335,47 +346,52 @@ float* Transformer::forward_batch(const BatchToken* b, int n) {
   for (int t = 0; t < n; t++) {
     assert(b[t].token >= 0 && b[t].token < c.vocab_size);
     assert(b[t].pos >= 0 && b[t].pos < positions_ && b[t].slot >= 0 && b[t].slot < slots_);
-    k_.dequantize_row(X + t * ld, w.token_embedding, b[t].token);
   }
+  // The per-token steps between the matmuls run as their `prepare`, tokens split over the pool.
   for (int l = 0; l < c.n_layers; l++) {
     const LayerWeights& lw = w.layers[size_t(l)];
-    for (int t = 0; t < n; t++) k_.rmsnorm(XB + t * ld, X + t * ld, lw.rms_att, dim, c.norm_eps);
     {
       float* const out[3] = {Q, K, V};
       const int64_t lds[3] = {ld, ldk, ldk};
       const Matrix* const W[3] = {&lw.wq, &lw.wk, &lw.wv};
-      matmul_group(out, lds, W, 3, XB, ld, n);
+      matmul_group(out, lds, W, 3, XB, ld, n, [&](int t) {
+        if (l == 0) k_.dequantize_row(X + t * ld, w.token_embedding, b[t].token);
+        else add(X + t * ld, XB + t * ld, dim);  // the previous layer's feed-forward
+        k_.rmsnorm(XB + t * ld, X + t * ld, lw.rms_att, dim, c.norm_eps);
+      });
     }
     // Each token's k and v into its slot's caches, before any token attends (a token sees the
     // earlier tokens of its slot in this batch).
-    for (int t = 0; t < n; t++) {
+    parallel_for(n, [&](int t) {
       k_.rope(Q + t * ld, K + t * ldk, b[t].pos, dim, kv_dim, head_size, c.rope_theta, c.rope_style);
       store_kv(b[t].slot, l, b[t].pos, K + t * ldk, V + t * ldk);
-    }
+    });
     attend(XB, Q, ld, n, b, l);
     matmul(XB2, ld, lw.wo, XB, ld, n);
-    for (int t = 0; t < n; t++)
-      for (int i = 0; i < dim; i++) X[t * ld + i] += XB2[t * ld + i];
-
-    for (int t = 0; t < n; t++) k_.rmsnorm(XB + t * ld, X + t * ld, lw.rms_ffn, dim, c.norm_eps);
     {
       float* const out[2] = {HB, HB2};
       const int64_t lds[2] = {ldh, ldh};
       const Matrix* const W[2] = {&lw.w1, &lw.w3};
-      matmul_group(out, lds, W, 2, XB, ld, n);
+      matmul_group(out, lds, W, 2, XB, ld, n, [&](int t) {
+        add(X + t * ld, XB2 + t * ld, dim);  // attention's output
+        k_.rmsnorm(XB + t * ld, X + t * ld, lw.rms_ffn, dim, c.norm_eps);
+      });
     }
-    for (int t = 0; t < n; t++) k_.swiglu(HB + t * ldh, HB2 + t * ldh, hidden);
-    matmul(XB, ld, lw.w2, HB, ldh, n);
-    for (int t = 0; t < n; t++)
-      for (int i = 0; i < dim; i++) X[t * ld + i] += XB[t * ld + i];
+    matmul(XB, ld, lw.w2, HB, ldh, n, [&](int t) { k_.swiglu(HB + t * ldh, HB2 + t * ldh, hidden); });
   }
 
-  // The final norm and the classifier, for the tokens whose logits are wanted only.
-  int m = 0;
+  // The last feed-forward, the final norm (into XB2's rows, in order) and the classifier, for the
+  // tokens whose logits are wanted only.
+  int wanted[kMaxBatch], m = 0;
   for (int t = 0; t < n; t++)
-    if (b[t].logits) k_.rmsnorm(XB + (m++) * ld, X + t * ld, w.rms_final, dim, c.norm_eps);
+    if (b[t].logits) wanted[m++] = t;
   assert(m <= slots_);
-  if (m > 0) matmul(blogits_.data(), c.vocab_size, w.classifier, XB, ld, m);
+  if (m > 0)
+    matmul(blogits_.data(), c.vocab_size, w.classifier, XB2, ld, m, [&](int i) {
+      const int t = wanted[i];
+      add(X + t * ld, XB + t * ld, dim);
+      k_.rmsnorm(XB2 + i * ld, X + t * ld, w.rms_final, dim, c.norm_eps);
+    });
   return blogits_.data();
 }
 

@@ -4,6 +4,7 @@
 #include <array>
 #include <atomic>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "engine/model.h"
@@ -18,6 +19,21 @@ namespace bf {
 struct BatchToken {
   int token, pos, slot;
   bool logits;
+};
+
+// A borrowed callable f(int) (the caller's lambda outlives the call): no allocation per use.
+class TokenFn {
+ public:
+  TokenFn() = default;
+  template <class F>
+    requires(!std::is_same_v<F, TokenFn>)
+  TokenFn(const F& f) : fn_([](const void* p, int t) { (*static_cast<const F*>(p))(t); }), f_(&f) {}
+  explicit operator bool() const { return fn_ != nullptr; }
+  void operator()(int t) const { fn_(f_, t); }
+
+ private:
+  void (*fn_)(const void*, int) = nullptr;
+  const void* f_ = nullptr;
 };
 
 class Transformer {
@@ -86,6 +102,10 @@ class Transformer {
   // One layer's matrices of the group (n of them, in stacked order) through a fused kernel: the
   // activation quantized once, one pool pass; out as FusedFn describes.
   void fused_matvec(Fusion f, FusedFn fn, float* const* out, const Matrix* const* W, int n, const float* x);
+  // f(task) for every task in [0, tasks), claimed by the pool's threads (a plain loop without
+  // threads).
+  template <class F>
+  void parallel_for(int tasks, const F& f);
   // Splits rows [0, rows) into chunks claimed by the pool's threads: f(r0, r1) per chunk (one call
   // over all rows without threads).
   template <class F>
@@ -93,16 +113,20 @@ class Transformer {
   // Splits W's rows over the pool: fn(out + r0, W, x, xq, r0, r1) per chunk.
   void split_rows(MatvecFn fn, float* out, const Matrix& W, const float* x, const QuantizedVector* xq);
   // out[t*ldo ..] = W x[t*ldx ..] for t < n, with the batched kernel, rows split over the pool.
-  void matmul(float* out, int64_t ldo, const Matrix& W, const float* x, int64_t ldx, int n) {
+  void matmul(float* out, int64_t ldo, const Matrix& W, const float* x, int64_t ldx, int n,
+              TokenFn prepare = {}) {
     float* const outs[1] = {out};
     const int64_t ldos[1] = {ldo};
     const Matrix* const Ws[1] = {&W};
-    matmul_group(outs, ldos, Ws, 1, x, ldx, n);
+    matmul_group(outs, ldos, Ws, 1, x, ldx, n, prepare);
   }
   // matmul() of m matrices on the same x (wq/wk/wv, w1/w3): x quantized once and all their rows
   // in one pool pass (one barrier instead of m), when they agree in type, group and width.
+  // prepare(t), when given, first makes token t's row of x (its norm, say); it runs beside t's
+  // quantization, tokens split over the pool, so the per-token work is not serial between the
+  // parallel matmuls.
   void matmul_group(float* const* out, const int64_t* ldo, const Matrix* const* W, int m, const float* x, int64_t ldx,
-                    int n);
+                    int n, TokenFn prepare = {});
   // Attention of n tokens (each at b[t].pos of b[t].slot) in one layer, all heads, split over the
   // pool: out and q hold one row per token, ld floats apart.
   void attend(float* out, const float* q, int64_t ld, int n, const BatchToken* b, int layer);
