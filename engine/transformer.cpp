@@ -39,10 +39,6 @@ int chunk_count(int64_t rows, int threads) {
 
 template <class F>
 void Transformer::parallel_for(int tasks, const F& f) {
-  if (pool_.size() == 1) {
-    for (int t = 0; t < tasks; t++) f(t);
-    return;
-  }
   pool_.run([](void* p, int task, int) { (*static_cast<const F*>(p))(task); }, const_cast<F*>(&f), tasks);
 }
 

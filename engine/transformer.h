@@ -102,8 +102,8 @@ class Transformer {
   // One layer's matrices of the group (n of them, in stacked order) through a fused kernel: the
   // activation quantized once, one pool pass; out as FusedFn describes.
   void fused_matvec(Fusion f, FusedFn fn, float* const* out, const Matrix* const* W, int n, const float* x);
-  // f(task) for every task in [0, tasks), claimed by the pool's threads (a plain loop without
-  // threads).
+  // f(task) for every task in [0, tasks), claimed by the pool's threads (ThreadPool::run runs a
+  // plain loop without threads).
   template <class F>
   void parallel_for(int tasks, const F& f);
   // Splits rows [0, rows) into chunks claimed by the pool's threads: f(r0, r1) per chunk (one call
